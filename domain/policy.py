@@ -1,0 +1,251 @@
+"""The complaint-handling policy (SPEC §3) as validated, immutable data.
+
+Loaded from TOML; every problem is reported as a PolicyError naming the offending key, so an
+operator who mistypes a limit is told where at start-up rather than finding out in a report.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from datetime import date, time
+from decimal import Decimal, InvalidOperation
+from importlib import resources
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+TIERS = ("vip", "premium", "standard")
+URGENCIES = ("critical", "urgent", "normal")
+COORDINATIONS = ("cross_province", "third_party")
+
+
+class PolicyError(ValueError):
+    """The policy file is invalid; the message names the key."""
+
+
+@dataclass(frozen=True)
+class Policy:
+    timezone: ZoneInfo
+    tier_hours: dict[str, int]
+    urgency_hours: dict[str, int]
+    urgency_categories: frozenset[str]
+    coordination_working_days: dict[str, int]
+    holidays: frozenset[date]
+    working_weekends: frozenset[date]
+    quiet_start: time
+    quiet_end: time
+    timely_rate_target: Decimal
+    file_lateness_seconds: int
+    live_lateness_seconds: int
+    deadline_missed_handler: Decimal
+    deadline_missed_team_lead: Decimal
+    deadline_missed_channel_supervisor: Decimal
+    supervised_channels: frozenset[str]
+    service_fault_handler: Decimal
+    repeat_handling_fault_department_head: Decimal
+    unrecorded_points: Decimal
+    unrecorded_monthly_points_cap: Decimal
+    compensation_limits: dict[str, Decimal | None]  # None: no limit
+    repeat_window_days: int
+    batch_threshold: int
+    batch_window_minutes: int
+    upgrade_channels: frozenset[str]
+    upgrade_escalation_targets: frozenset[str]
+
+    def compensation_limit(self, role: str) -> Decimal | None:
+        """The approver's limit; a role with no authority listed has a limit of zero."""
+        return self.compensation_limits.get(role, Decimal("0"))
+
+
+def load_policy(path: str | Path | None = None) -> Policy:
+    """Load and validate the policy at `path`, or the shipped defaults (SPEC §3)."""
+    if path is None:
+        text = resources.files("domain").joinpath("policy.toml").read_text(encoding="utf-8")
+        source = "policy.toml (defaults)"
+    else:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as e:
+            raise PolicyError(f"{path}: cannot read policy file: {e.strerror}") from None
+        source = str(path)
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise PolicyError(f"{source}: not valid TOML: {e}") from None
+    try:
+        return _parse(raw)
+    except PolicyError as e:
+        raise PolicyError(f"{source}: {e}") from None
+
+
+class _Reader:
+    """Reads one TOML table, remembering which keys were used so unknown ones can be reported."""
+
+    def __init__(self, table: dict[str, Any], prefix: str = ""):
+        self.table, self.prefix, self.used = table, prefix, set()
+
+    def key(self, name: str) -> str:
+        return f"{self.prefix}{name}"
+
+    def get(self, name: str) -> Any:
+        self.used.add(name)
+        if name not in self.table:
+            raise PolicyError(f"{self.key(name)}: missing")
+        return self.table[name]
+
+    def sub(self, name: str) -> _Reader:
+        value = self.get(name)
+        if not isinstance(value, dict):
+            raise PolicyError(f"{self.key(name)}: must be a table")
+        return _Reader(value, f"{self.key(name)}.")
+
+    def positive_int(self, name: str) -> int:
+        value = self.get(name)
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise PolicyError(f"{self.key(name)}: must be a positive whole number, got {value!r}")
+        return value
+
+    def non_negative_int(self, name: str) -> int:
+        value = self.get(name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise PolicyError(f"{self.key(name)}: must be a whole number >= 0, got {value!r}")
+        return value
+
+    def amount(self, name: str, *, allow_unlimited: bool = False) -> Decimal | None:
+        value = self.get(name)
+        if allow_unlimited and value == "unlimited":
+            return None
+        if not isinstance(value, str):
+            raise PolicyError(f"{self.key(name)}: must be a decimal string such as \"100.00\"")
+        try:
+            amount = Decimal(value)
+        except InvalidOperation:
+            raise PolicyError(f"{self.key(name)}: not a decimal: {value!r}") from None
+        if not amount.is_finite() or amount < 0 or amount.as_tuple().exponent < -2:
+            raise PolicyError(f"{self.key(name)}: must be >= 0 with at most 2 decimals: {value!r}")
+        return amount
+
+    def strings(self, name: str) -> frozenset[str]:
+        value = self.get(name)
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise PolicyError(f"{self.key(name)}: must be a list of strings")
+        return frozenset(value)
+
+    def dates(self, name: str) -> frozenset[date]:
+        value = self.get(name)
+        if not isinstance(value, list):
+            raise PolicyError(f"{self.key(name)}: must be a list of dates (\"YYYY-MM-DD\")")
+        out = set()
+        for item in value:
+            if isinstance(item, date):
+                out.add(item)
+                continue
+            try:
+                out.add(date.fromisoformat(item))
+            except (TypeError, ValueError):
+                raise PolicyError(f"{self.key(name)}: not a date: {item!r}") from None
+        return frozenset(out)
+
+    def clock_time(self, name: str) -> time:
+        value = self.get(name)
+        try:
+            return time.fromisoformat(value)
+        except (TypeError, ValueError):
+            raise PolicyError(f"{self.key(name)}: must be a time \"HH:MM\", got {value!r}") from None
+
+    def hours_by(self, name: str, names: tuple[str, ...]) -> dict[str, int]:
+        table = self.sub(name)
+        out = {n: table.positive_int(n) for n in names}
+        table.done()
+        return out
+
+    def done(self) -> None:
+        unknown = sorted(set(self.table) - self.used)
+        if unknown:
+            raise PolicyError(f"{self.key(unknown[0])}: unknown key")
+
+
+def _parse(raw: dict[str, Any]) -> Policy:
+    top = _Reader(raw)
+    tz_name = top.get("timezone")
+    try:
+        tz = ZoneInfo(tz_name)
+    except (ZoneInfoNotFoundError, ValueError, TypeError):
+        raise PolicyError(f"timezone: unknown time zone {tz_name!r}") from None
+
+    limits = top.sub("time_limits")
+    tier_hours = limits.hours_by("tier_hours", TIERS)
+    urgency_hours = limits.hours_by("urgency_hours", URGENCIES)
+    urgency_categories = limits.strings("urgency_categories")
+    coordination = limits.hours_by("coordination_working_days", COORDINATIONS)
+    holidays = limits.dates("holidays")
+    working_weekends = limits.dates("working_weekends")
+    quiet = limits.sub("quiet_hours")
+    quiet_start, quiet_end = quiet.clock_time("start"), quiet.clock_time("end")
+    quiet.done()
+    target = limits.amount("timely_rate_target")
+    if target is None or target > 1:
+        raise PolicyError("time_limits.timely_rate_target: must be between 0 and 1")
+    limits.done()
+
+    watcher = top.sub("watcher")
+    file_lateness = watcher.non_negative_int("file_lateness_seconds")
+    live_lateness = watcher.non_negative_int("live_lateness_seconds")
+    watcher.done()
+
+    pen = top.sub("penalties")
+    penalties = {
+        name: pen.amount(name)
+        for name in (
+            "deadline_missed_handler",
+            "deadline_missed_team_lead",
+            "deadline_missed_channel_supervisor",
+            "service_fault_handler",
+            "repeat_handling_fault_department_head",
+            "unrecorded_points",
+            "unrecorded_monthly_points_cap",
+        )
+    }
+    supervised = pen.strings("supervised_channels")
+    pen.done()
+
+    comp = top.sub("compensation_limits")
+    comp_limits = {role: comp.amount(role, allow_unlimited=True) for role in comp.table}
+    comp.done()
+
+    repeat = top.sub("repeat")
+    window_days = repeat.positive_int("window_days")
+    repeat.done()
+
+    batch = top.sub("batch")
+    threshold, window_minutes = batch.positive_int("threshold"), batch.positive_int("window_minutes")
+    batch.done()
+
+    upgrade = top.sub("upgrade")
+    upgrade_channels, upgrade_targets = upgrade.strings("channels"), upgrade.strings("escalation_targets")
+    upgrade.done()
+    top.done()
+
+    return Policy(
+        timezone=tz,
+        tier_hours=tier_hours,
+        urgency_hours=urgency_hours,
+        urgency_categories=urgency_categories,
+        coordination_working_days=coordination,
+        holidays=holidays,
+        working_weekends=working_weekends,
+        quiet_start=quiet_start,
+        quiet_end=quiet_end,
+        timely_rate_target=target,
+        file_lateness_seconds=file_lateness,
+        live_lateness_seconds=live_lateness,
+        supervised_channels=supervised,
+        compensation_limits=comp_limits,
+        repeat_window_days=window_days,
+        batch_threshold=threshold,
+        batch_window_minutes=window_minutes,
+        upgrade_channels=upgrade_channels,
+        upgrade_escalation_targets=upgrade_targets,
+        **penalties,
+    )

@@ -1,0 +1,189 @@
+"""The application service: takes inbound envelopes, validates, applies and records them.
+
+A batch is one transaction: every accepted event, every deadline the watcher records, every refusal
+and the index changes are saved together or not at all, so a crash never half-applies anything.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from eventsourcing.application import AggregateNotFoundError
+
+from domain.complaint import Complaint, complaint_uuid
+from domain.envelope import Envelope, parse_line
+from domain.errors import ComplaintExists, Rejected, UnknownComplaint
+from domain.inbound import DeadLetter, DuplicateDelivery
+from domain.policy import Policy
+from infra.store import IndexChanges, RecoveryApplication
+
+ACCEPTED, DUPLICATE, REJECTED = "accepted", "duplicate", "rejected"
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def to_us(moment: datetime) -> int:
+    return (moment - EPOCH) // timedelta(microseconds=1)
+
+
+def from_us(value: int) -> datetime:
+    return EPOCH + timedelta(microseconds=value)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    result: str  # accepted, duplicate or rejected
+    raw: str
+    reason: str | None = None
+    message: str | None = None
+    event_id: str | None = None
+    type: str | None = None
+
+
+class _Batch:
+    """What one batch has loaded and changed, before it is saved."""
+
+    def __init__(self, service: IngestService):
+        self.service, self.app = service, service.app
+        self.complaints: dict[str, Complaint | None] = {}
+        self.others: list[Any] = []
+        self.index = IndexChanges()
+        self.seen: set[str] = set()
+        self.new_issues: list[tuple[str, str, int, str]] = []
+
+    def complaint(self, complaint_id: str) -> Complaint | None:
+        if complaint_id not in self.complaints:
+            try:
+                self.complaints[complaint_id] = self.app.repository.get(complaint_uuid(complaint_id))
+            except AggregateNotFoundError:
+                self.complaints[complaint_id] = None
+        return self.complaints[complaint_id]
+
+    def detect_repeat(self, env: Envelope, window_days: int) -> str | None:
+        if env.data.get("repeat_of"):
+            return env.data["repeat_of"]
+        until = to_us(env.occurred_at)
+        since = to_us(env.occurred_at - timedelta(days=window_days))
+        key = (env.data["customer_id"], env.data["issue_key"])
+        candidates = [(r, c) for cust, issue, r, c in self.new_issues
+                      if (cust, issue) == key and since <= r <= until and c != env.complaint_id]
+        found = self.app.index.latest_complaint_for(*key, since, until)
+        if found is not None and found != env.complaint_id:
+            earlier = self.complaint(found)
+            if earlier is not None:
+                candidates.append((to_us(earlier.received_at), found))
+        return max(candidates)[1] if candidates else None
+
+
+class IngestService:
+    """Applies envelopes in order. The deadline watcher runs on event time: its clock is the latest
+    accepted `occurred_at` minus the allowed lateness, and never moves backwards."""
+
+    def __init__(self, app: RecoveryApplication, policy: Policy, *, lateness_seconds: int | None = None):
+        self.app, self.policy = app, policy
+        lateness = policy.file_lateness_seconds if lateness_seconds is None else lateness_seconds
+        self.lateness = timedelta(seconds=lateness)
+
+    def ingest(self, lines: list[str | bytes], source: str = "file") -> list[Outcome]:
+        batch = _Batch(self)
+        parsed: list[Envelope | Rejected] = []
+        raws: list[str] = []
+        for line in lines:
+            raw = line.decode("utf-8", "replace") if isinstance(line, bytes) else line
+            raws.append(raw.rstrip("\n"))
+            try:
+                parsed.append(parse_line(line))
+            except Rejected as refusal:
+                parsed.append(refusal)
+        envelopes = [p for p in parsed if isinstance(p, Envelope)]
+        already = self.app.index.seen_event_ids([e.event_id for e in envelopes])
+
+        stored_clock = self.app.index.watcher_clock()
+        clock = from_us(stored_clock) if stored_clock is not None else None
+        horizon = max([e.occurred_at for e in envelopes], default=None)
+        due: list[tuple[int, str]] = []
+        if horizon is not None:
+            due = self.app.index.deadlines_before(to_us(horizon - self.lateness))
+            heapq.heapify(due)
+
+        outcomes = []
+        for raw, item in zip(raws, parsed):
+            if isinstance(item, Rejected):
+                outcomes.append(self._refuse(batch, raw, item, None, source))
+                continue
+            env = item
+            if env.event_id in already or env.event_id in batch.seen:
+                batch.others.append(DuplicateDelivery(env.event_id, env.complaint_id, env.type, source))
+                outcomes.append(Outcome(DUPLICATE, raw, event_id=env.event_id, type=env.type))
+                continue
+            try:
+                complaint, repeat_of = self._decide(batch, env)
+            except Rejected as refusal:
+                outcomes.append(self._refuse(batch, raw, refusal, env, source))
+                continue
+            candidate = env.occurred_at - self.lateness
+            if clock is None or candidate > clock:
+                clock = candidate
+            self._record_missed(batch, due, clock)
+            self._apply(batch, env, complaint, repeat_of, due)
+            batch.seen.add(env.event_id)
+            outcomes.append(Outcome(ACCEPTED, raw, event_id=env.event_id, type=env.type))
+        if clock is not None:
+            self._record_missed(batch, due, clock)
+            batch.index.watcher_clock = to_us(clock)
+        self.app.save(*(c for c in batch.complaints.values() if c is not None), *batch.others,
+                      index=batch.index)
+        return outcomes
+
+    def _decide(self, batch: _Batch, env: Envelope) -> tuple[Complaint | None, str | None]:
+        """Raise the refusal due, in SPEC order; return the complaint and any repeat link."""
+        complaint = batch.complaint(env.complaint_id)
+        if env.type == "complaint.received":
+            if complaint is not None:
+                raise ComplaintExists(f"complaint {env.complaint_id} was already received")
+            return None, batch.detect_repeat(env, self.policy.repeat_window_days)
+        if complaint is None:
+            raise UnknownComplaint(f"complaint {env.complaint_id} was never received")
+        complaint.check(env, self.policy)
+        return complaint, None
+
+    def _apply(self, batch: _Batch, env: Envelope, complaint: Complaint | None,
+               repeat_of: str | None, due: list[tuple[int, str]]) -> None:
+        batch.index.inbound.append((env.event_id, env.complaint_id))
+        if complaint is None:
+            complaint = Complaint.receive(env, self.policy, repeat_of)
+            batch.complaints[env.complaint_id] = complaint
+            deadline = to_us(complaint.deadline)
+            batch.index.deadlines[env.complaint_id] = deadline
+            heapq.heappush(due, (deadline, env.complaint_id))
+            issue = (env.data["customer_id"], env.data["issue_key"], to_us(env.occurred_at), env.complaint_id)
+            batch.index.customer_issues.append(issue)
+            batch.new_issues.append(issue)
+            return
+        first_resolve = env.type == "complaint.resolved" and complaint.first_resolved_at is None
+        complaint.record(env, self.policy)
+        if first_resolve:
+            batch.index.deadlines[env.complaint_id] = None
+
+    def _record_missed(self, batch: _Batch, due: list[tuple[int, str]], clock: datetime) -> None:
+        """Every deadline strictly earlier than the clock, not yet resolved, is recorded as missed."""
+        limit = to_us(clock)
+        while due and due[0][0] < limit:
+            _, complaint_id = heapq.heappop(due)
+            complaint = batch.complaint(complaint_id)
+            if complaint is not None and complaint.is_overdue(clock):
+                complaint.miss_deadline()
+            if complaint is None or complaint.first_resolved_at is not None or complaint.deadline_missed:
+                batch.index.deadlines[complaint_id] = None
+
+    def _refuse(self, batch: _Batch, raw: str, refusal: Rejected, env: Envelope | None,
+                source: str) -> Outcome:
+        batch.others.append(DeadLetter(
+            reason=refusal.reason, message=refusal.message, raw=raw,
+            event_id=env.event_id if env else None, complaint_id=env.complaint_id if env else None,
+            type=env.type if env else None, source=source,
+        ))
+        return Outcome(REJECTED, raw, refusal.reason, refusal.message,
+                       env.event_id if env else None, env.type if env else None)

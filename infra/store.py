@@ -1,0 +1,202 @@
+"""Persistence wiring: one setting (RECOVERY_DATABASE_URL) selects the embedded SQLite file or
+PostgreSQL, and the same application code runs on both.
+
+Beside the event table, the recorder keeps the write side's indexes — event ids seen, open
+deadlines, complaints by customer and issue, the watcher's clock — and writes them in the same
+transaction as the events, so they can never disagree with the log (and can be rebuilt from it).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+from uuid import UUID
+
+from eventsourcing.application import Application
+from eventsourcing.postgres import PostgresApplicationRecorder
+from eventsourcing.sqlite import SQLiteApplicationRecorder
+from eventsourcing.utils import get_topic
+from psycopg.sql import SQL
+
+from infra.sql import POSTGRES, SQLITE, Dialect
+
+DEFAULT_DATABASE_URL = "sqlite:///./recovery.db"
+
+INDEX_TABLES = [
+    "CREATE TABLE IF NOT EXISTS recovery_inbound ("
+    " event_id TEXT PRIMARY KEY, complaint_id TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS recovery_open_deadlines ("
+    " complaint_id TEXT PRIMARY KEY, due BIGINT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS recovery_open_deadlines_due ON recovery_open_deadlines (due)",
+    "CREATE TABLE IF NOT EXISTS recovery_customer_issues ("
+    " customer_id TEXT NOT NULL, issue_key TEXT NOT NULL, received BIGINT NOT NULL,"
+    " complaint_id TEXT NOT NULL, PRIMARY KEY (customer_id, issue_key, complaint_id))",
+    "CREATE TABLE IF NOT EXISTS recovery_watcher (name TEXT PRIMARY KEY, clock BIGINT NOT NULL)",
+]
+
+
+@dataclass
+class IndexChanges:
+    """What one write adds to the write-side indexes. Times are integer microseconds (UTC)."""
+
+    inbound: list[tuple[str, str]] = field(default_factory=list)  # (event_id, complaint_id)
+    deadlines: dict[str, int | None] = field(default_factory=dict)  # complaint_id -> due; None clears
+    customer_issues: list[tuple[str, str, int, str]] = field(default_factory=list)
+    watcher_clock: int | None = None
+
+    def write(self, dialect: Dialect, cursor: Any) -> None:
+        dialect.executemany(cursor, "INSERT INTO recovery_inbound VALUES (?, ?)", self.inbound)
+        dialect.executemany(
+            cursor,
+            "INSERT INTO recovery_open_deadlines VALUES (?, ?) "
+            "ON CONFLICT (complaint_id) DO UPDATE SET due = excluded.due",
+            [(c, d) for c, d in self.deadlines.items() if d is not None],
+        )
+        dialect.executemany(
+            cursor,
+            "DELETE FROM recovery_open_deadlines WHERE complaint_id = ?",
+            [(c,) for c, d in self.deadlines.items() if d is None],
+        )
+        dialect.executemany(
+            cursor,
+            "INSERT INTO recovery_customer_issues VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            self.customer_issues,
+        )
+        if self.watcher_clock is not None:
+            dialect.execute(
+                cursor,
+                "INSERT INTO recovery_watcher VALUES ('event_time', ?) "
+                "ON CONFLICT (name) DO UPDATE SET clock = excluded.clock",
+                (self.watcher_clock,),
+            )
+
+
+class IndexReads:
+    """Queries on the write-side indexes, shared by both recorders."""
+
+    dialect: Dialect
+    datastore: Any
+
+    def _rows(self, statement: str, params: tuple = ()) -> list[dict[str, Any]]:
+        with self.datastore.transaction(commit=False) as c:
+            return self.dialect.rows(c, statement, params)
+
+    def seen_event_ids(self, event_ids: list[str]) -> set[str]:
+        seen: set[str] = set()
+        for i in range(0, len(event_ids), 500):
+            chunk = event_ids[i : i + 500]
+            rows = self._rows(
+                f"SELECT event_id FROM recovery_inbound WHERE event_id IN ({self.dialect.in_list(len(chunk))})",
+                tuple(chunk),
+            )
+            seen.update(r["event_id"] for r in rows)
+        return seen
+
+    def deadlines_before(self, moment: int) -> list[tuple[int, str]]:
+        rows = self._rows(
+            "SELECT complaint_id, due FROM recovery_open_deadlines WHERE due < ? ORDER BY due, complaint_id",
+            (moment,),
+        )
+        return [(r["due"], r["complaint_id"]) for r in rows]
+
+    def latest_complaint_for(self, customer_id: str, issue_key: str, since: int, until: int) -> str | None:
+        rows = self._rows(
+            "SELECT complaint_id FROM recovery_customer_issues WHERE customer_id = ? AND issue_key = ?"
+            " AND received >= ? AND received <= ? ORDER BY received DESC, complaint_id DESC LIMIT 1",
+            (customer_id, issue_key, since, until),
+        )
+        return rows[0]["complaint_id"] if rows else None
+
+    def watcher_clock(self) -> int | None:
+        rows = self._rows("SELECT clock FROM recovery_watcher WHERE name = 'event_time'")
+        return rows[0]["clock"] if rows else None
+
+
+class SQLiteRecoveryRecorder(IndexReads, SQLiteApplicationRecorder):
+    dialect = SQLITE
+
+    def construct_create_table_statements(self) -> list[str]:
+        return [*super().construct_create_table_statements(), *INDEX_TABLES]
+
+    def _insert_events(self, c: Any, stored_events: Any, **kwargs: Any) -> Any:
+        ids = super()._insert_events(c, stored_events, **kwargs)
+        if kwargs.get("index") is not None:
+            kwargs["index"].write(self.dialect, c)
+        return ids
+
+
+class PostgresRecoveryRecorder(IndexReads, PostgresApplicationRecorder):
+    dialect = POSTGRES
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.sql_create_statements.extend(SQL(s) for s in INDEX_TABLES)  # type: ignore[arg-type]
+
+    def _insert_events(self, curs: Any, stored_events: Any, **kwargs: Any) -> None:
+        super()._insert_events(curs, stored_events, **kwargs)
+        if kwargs.get("index") is not None:
+            kwargs["index"].write(self.dialect, curs)
+
+
+def database_env(url: str) -> dict[str, str]:
+    """eventsourcing's environment for a database URL (sqlite:///rel.db, sqlite:////abs.db,
+    postgresql://user:password@host:port/dbname)."""
+    parsed = urlparse(url)
+    if parsed.scheme == "sqlite":
+        path = unquote(parsed.path)
+        if not path or path == "/":
+            raise ValueError(f"RECOVERY_DATABASE_URL: no file in {url!r}")
+        path = path[1:]  # sqlite:///rel.db -> rel.db, sqlite:////abs.db -> /abs.db
+        return {
+            "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+            "SQLITE_DBNAME": path,
+            "SQLITE_LOCK_TIMEOUT": "30",
+            "APPLICATION_RECORDER_TOPIC": get_topic(SQLiteRecoveryRecorder),
+        }
+    if parsed.scheme in ("postgresql", "postgres"):
+        return {
+            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "POSTGRES_DBNAME": unquote(parsed.path.lstrip("/")) or "postgres",
+            "POSTGRES_HOST": parsed.hostname or "127.0.0.1",
+            "POSTGRES_PORT": str(parsed.port or 5432),
+            "POSTGRES_USER": unquote(parsed.username or "postgres"),
+            "POSTGRES_PASSWORD": unquote(parsed.password or ""),
+            "POSTGRES_POOL_SIZE": "4",
+            "APPLICATION_RECORDER_TOPIC": get_topic(PostgresRecoveryRecorder),
+        }
+    raise ValueError(f"RECOVERY_DATABASE_URL: unsupported scheme in {url!r} (sqlite or postgresql)")
+
+
+def database_url() -> str:
+    return os.environ.get("RECOVERY_DATABASE_URL") or DEFAULT_DATABASE_URL
+
+
+def sqlite_path(url: str) -> Path | None:
+    env = database_env(url)
+    return Path(env["SQLITE_DBNAME"]) if "SQLITE_DBNAME" in env else None
+
+
+class RecoveryApplication(Application[UUID]):
+    """The event store of complaints and inbound refusals."""
+
+    name = "recovery"
+
+    def __init__(self, url: str | None = None, cache_size: int = 20_000):
+        env = database_env(url or database_url())
+        env["AGGREGATE_CACHE_MAXSIZE"] = str(cache_size)
+        super().__init__(env)
+
+    @property
+    def index(self) -> IndexReads:
+        return self.recorder  # type: ignore[return-value]
+
+    @property
+    def dialect(self) -> Dialect:
+        return self.index.dialect
+
+    @property
+    def datastore(self) -> Any:
+        return self.recorder.datastore  # type: ignore[attr-defined]

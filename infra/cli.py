@@ -1,0 +1,149 @@
+"""`recovery` command line: ingest, report, demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from domain.policy import PolicyError
+
+
+def _date(value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date YYYY-MM-DD: {value!r}") from None
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from infra.platform import Platform
+
+    path = Path(args.file)
+    if not path.is_file():
+        print(f"recovery ingest: no such file: {path}", file=sys.stderr)
+        return 2
+    platform = Platform()
+    summary: Counter[str] = Counter()
+    reasons: Counter[str] = Counter()
+    dead_path = platform.dead_letter_path()
+    total = path.stat().st_size
+    try:
+        with path.open("rb") as source, dead_path.open("a", encoding="utf-8") as dead, _progress(total) as bar:
+            line_no = 0
+
+            def numbered():
+                nonlocal line_no
+                for raw in source:
+                    line_no += 1
+                    bar(len(raw))
+                    yield raw
+
+            def record(outcomes: list[Any]) -> None:
+                for o in outcomes:
+                    summary[o.result] += 1
+                    if o.reason:
+                        reasons[o.reason] += 1
+                        dead.write(json.dumps({"line": o.raw, "reason": o.reason, "message": o.message,
+                                               "source": str(path)}, ensure_ascii=False) + "\n")
+
+            platform.ingest_lines(numbered(), batch_size=args.batch_size, on_batch=record)
+    finally:
+        platform.close()
+    by_reason = ", ".join(f"{r} {n}" for r, n in sorted(reasons.items()))
+    print(f"accepted {summary['accepted']}, duplicates {summary['duplicate']}, "
+          f"rejected {summary['rejected']}" + (f" ({by_reason})" if by_reason else ""))
+    if summary["rejected"]:
+        print(f"dead letters: {dead_path}")
+    return 0
+
+
+class _progress:
+    """A rich progress bar on a terminal; silent otherwise."""
+
+    def __init__(self, total: int):
+        self.total, self.progress = total, None
+
+    def __enter__(self):
+        if not sys.stderr.isatty():
+            return lambda n: None
+        from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+
+        self.progress = Progress("ingest", BarColumn(), DownloadColumn(), TimeRemainingColumn(),
+                                 transient=True, console=None)
+        self.progress.start()
+        task = self.progress.add_task("ingest", total=self.total)
+        return lambda n: self.progress.advance(task, n)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.progress:
+            self.progress.stop()
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from infra.platform import Platform
+    from projections.report import build_report
+    from infra.table import render_table
+
+    platform = Platform()
+    try:
+        platform.catch_up()
+        report = build_report(platform.app.dialect, platform.app.datastore, platform.policy,
+                              args.start, args.end, args.by)
+    finally:
+        platform.close()
+    if args.format == "json":
+        print(json.dumps(report, ensure_ascii=False, indent=2))
+    else:
+        print(render_table(report))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from infra.demo import run_demo
+
+    return run_demo(Path(args.dir), seed=args.seed, complaints=args.complaints)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="recovery", description="Service recovery platform")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    ingest = sub.add_parser("ingest", help="ingest a JSONL file of SPEC §2 envelopes")
+    ingest.add_argument("file")
+    ingest.add_argument("--batch-size", type=int, default=1000)
+    ingest.set_defaults(func=cmd_ingest)
+
+    report = sub.add_parser("report", help="KPI report (SPEC §4-5)")
+    report.add_argument("--from", dest="start", type=_date)
+    report.add_argument("--to", dest="end", type=_date)
+    report.add_argument("--by", choices=["region", "unit", "tier", "category", "channel"])
+    report.add_argument("--format", choices=["table", "json"], default="table")
+    report.set_defaults(func=cmd_report)
+
+    demo = sub.add_parser("demo", help="generate a synthetic quarter, ingest it, print the report")
+    demo.add_argument("--dir", default="demo-data")
+    demo.add_argument("--seed", type=int, default=2026)
+    demo.add_argument("--complaints", type=int, default=6000)
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except PolicyError as e:
+        print(f"recovery: invalid policy: {e}", file=sys.stderr)
+        return 2
+    except ValueError as e:
+        print(f"recovery: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,61 @@
+"""Opens the pieces one command needs: policy, event store, ingest service and KPI view."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from domain.policy import Policy, load_policy
+from infra.ingest import Outcome, IngestService
+from infra.store import RecoveryApplication, database_url, sqlite_path
+from projections.kpi import KpiViewMixin
+from projections.runner import catch_up, open_view
+
+
+class Platform:
+    def __init__(self, url: str | None = None, policy: Policy | None = None):
+        self.url = url or database_url()
+        self.policy = policy or load_policy(os.environ.get("RECOVERY_POLICY_FILE") or None)
+        self.app = RecoveryApplication(self.url)
+        self.view: KpiViewMixin = open_view(self.app, self.policy)
+        self.service = IngestService(self.app, self.policy)
+
+    def dead_letter_path(self) -> Path:
+        """Beside the SQLite file; in the working directory for PostgreSQL."""
+        configured = os.environ.get("RECOVERY_DEAD_LETTER_FILE")
+        if configured:
+            return Path(configured)
+        db = sqlite_path(self.url)
+        if db is not None:
+            return db.with_name(db.stem + ".dead-letters.jsonl")
+        return Path("recovery.dead-letters.jsonl")
+
+    def ingest_lines(self, lines: Iterable[str | bytes], batch_size: int = 1000,
+                     on_batch: Callable[[list[Outcome]], None] | None = None) -> list[Outcome]:
+        """Ingest in batches (one transaction each), keeping the read model caught up after each."""
+        outcomes: list[Outcome] = []
+        batch: list[str | bytes] = []
+
+        def flush() -> None:
+            done = self.service.ingest(batch)
+            catch_up(self.app, self.view)
+            outcomes.extend(done)
+            if on_batch:
+                on_batch(done)
+            batch.clear()
+
+        for line in lines:
+            if (line.strip() if isinstance(line, str) else line.strip()):
+                batch.append(line)
+                if len(batch) >= batch_size:
+                    flush()
+        if batch:
+            flush()
+        return outcomes
+
+    def catch_up(self) -> int:
+        return catch_up(self.app, self.view)
+
+    def close(self) -> None:
+        self.app.close()

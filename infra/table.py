@@ -1,0 +1,45 @@
+"""Plain-text rendering of the KPI report for a terminal."""
+
+from __future__ import annotations
+
+from typing import Any
+
+COLUMNS = [
+    ("received", "recv"), ("open", "open"), ("repeat_rate", "repeat%"), ("upgraded_rate", "upgr%"),
+    ("timely_rate", "timely%"), ("fcr_rate", "fcr%"), ("satisfaction_rate", "satisf%"),
+    ("recovery_rate", "recov%"), ("compensation_total", "comp CNY"), ("quiet_hours_violations", "quiet"),
+]
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value * 100:.1f}"
+    return str(value)
+
+
+def render_table(report: dict[str, Any]) -> str:
+    rows = [("total", report["totals"])] + [(g["key"], g) for g in report.get("groups", [])]
+    header = [report.get("by", "")] + [title for _, title in COLUMNS]
+    body = [[name] + [_cell(r[key]) for key, _ in COLUMNS] for name, r in rows]
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *body)]
+    line = lambda cells: "  ".join(str(c).rjust(w) if i else str(c).ljust(w)  # noqa: E731
+                                   for i, (c, w) in enumerate(zip(cells, widths)))
+    out = [f"Service recovery report {report['from']} .. {report['to']} ({report['timezone']})",
+           f"timely-rate target {report['timely_rate_target'] * 100:.0f}%", "", line(header),
+           line(["-" * w for w in widths])]
+    out += [line(r) for r in body]
+    t = report["totals"]
+    out += ["", "recovery outcomes: " + ", ".join(
+        f"{k} {t[k]}" for k in ("recovered", "partially_recovered", "not_recovered", "lost", "unknown"))]
+    pens = report["penalties"]
+    if pens:
+        top = sorted(pens, key=lambda p: -float(p["amount"]))[:10]
+        out += ["", f"penalties: {len(pens)} persons/units; highest:"]
+        out += [f"  {p['who']:<24} {p['month']}  {p['amount']:>9} CNY  {p['points']} pts" for p in top]
+    i = report["ingest"]
+    reasons = ", ".join(f"{k} {v}" for k, v in sorted(i["rejected_by_reason"].items()))
+    out += ["", f"ingest (all time): accepted {i['accepted']}, duplicates {i['duplicates']}, "
+            f"rejected {i['rejected']}" + (f" ({reasons})" if reasons else "")]
+    return "\n".join(out)

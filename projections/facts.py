@@ -1,0 +1,329 @@
+"""What the KPI read model knows about one complaint, how each recorded event changes it, and what
+it contributes to the counters of its cohort (SPEC §4–5). Pure: no SQL here.
+
+Every rate is a ratio of counters, and every counter is the sum of `contributions()` over the
+complaints of a cohort. The read model keeps those sums per day and dimension by adding
+`contributions(after) - contributions(before)` whenever an event changes a complaint, so a report
+never scans complaints or events.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any, Protocol
+
+from domain.policy import Policy
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+COMPENSATION_KINDS = ("refund", "credit", "gift", "points", "voucher", "cash")
+HOUR_BUCKETS = (1, 2, 4, 8, 24, 48, 72, 168)  # upper bounds, hours; one more bucket for above
+OUTCOMES = ("recovered", "partially_recovered", "not_recovered", "lost", "unknown")
+DIMENSIONS = ("region", "unit", "tier", "category", "channel")
+
+
+def bucket_names(prefix: str) -> list[str]:
+    return [f"{prefix}_le_{h}h" for h in HOUR_BUCKETS] + [f"{prefix}_gt_{HOUR_BUCKETS[-1]}h"]
+
+
+COUNTERS = (
+    "received", "resolved", "closed", "open", "repeat", "upgraded", "important", "on_time", "late",
+    "first_contact_resolved", "satisfied", "satisfaction_answered", "compensation_fen",
+    *(f"compensation_{k}_fen" for k in COMPENSATION_KINDS),
+    *OUTCOMES, "recovered_satisfied", "service_fault", "service_fault_satisfied",
+    "quiet_hours_violations", "deadline_missed",
+    *bucket_names("response"), *bucket_names("resolution"),
+)
+
+
+def to_us(moment: datetime) -> int:
+    return (moment - EPOCH) // timedelta(microseconds=1)
+
+
+def from_us(value: int) -> datetime:
+    return EPOCH + timedelta(microseconds=value)
+
+
+def fen(amount: str | Decimal) -> int:
+    return int(Decimal(amount) * 100)
+
+
+@dataclass
+class Facts:
+    uuid: str
+    complaint_id: str
+    received_at: int
+    day: str
+    region: str
+    unit: str
+    tier: str
+    category: str
+    channel: str
+    deadline: int
+    handler: str
+    team_lead: str
+    department_head: str
+    channel_supervisor: str | None
+    repeat_of: str | None  # uuid of the complaint this one repeats
+    repeat_at: int | None  # when it became a repeat complaint
+    upgraded: int
+    sensitive: int
+    transferred: int  # any assigned, escalated or reopened
+    status: str
+    first_resolved_at: int | None
+    first_outcome: str | None
+    latest_outcome: str | None
+    first_response_at: int | None
+    closed_at: int | None  # latest closing
+    satisfaction: str | None
+    retained: int | None
+    repeat_after_close: int
+    upgrade_after_close: int
+    missed: int
+    service_fault: int
+    handling_fault_at: int | None
+    quiet_violations: int
+    comp_refund: int
+    comp_credit: int
+    comp_gift: int
+    comp_points: int
+    comp_voucher: int
+    comp_cash: int
+
+
+FACT_FIELDS = [f.name for f in fields(Facts)]
+
+
+def recovery_outcome(f: Facts) -> str | None:
+    """SPEC §5, judged on the latest closing and latest resolve outcome; none while not closed."""
+    if f.status != "closed":
+        return None
+    if f.satisfaction == "unreachable":
+        return "unknown"
+    if f.retained == 0:
+        return "lost"
+    if f.satisfaction == "dissatisfied" or f.latest_outcome in ("unresolved", "rejected") or f.upgrade_after_close:
+        return "not_recovered"
+    if f.satisfaction == "neutral" or f.repeat_after_close:
+        return "partially_recovered"
+    return "recovered"
+
+
+def _bucket(prefix: str, seconds: float) -> str:
+    for hours in HOUR_BUCKETS:
+        if seconds <= hours * 3600:
+            return f"{prefix}_le_{hours}h"
+    return f"{prefix}_gt_{HOUR_BUCKETS[-1]}h"
+
+
+def contributions(f: Facts) -> dict[str, int]:
+    """This complaint's share of every counter of its cohort."""
+    c: dict[str, int] = {"received": 1, "open": int(f.status != "closed")}
+    is_repeat = f.repeat_at is not None
+    resolved = f.first_resolved_at is not None
+    c["resolved"] = int(resolved)
+    c["closed"] = int(f.status == "closed")
+    c["repeat"] = int(is_repeat)
+    c["upgraded"] = f.upgraded
+    c["important"] = int(f.tier == "vip" or bool(f.upgraded) or bool(f.sensitive))
+    if resolved:
+        on_time = f.first_resolved_at <= f.deadline
+        c["on_time" if on_time else "late"] = 1
+        c[_bucket("resolution", (f.first_resolved_at - f.received_at) / 1e6)] = 1
+    elif f.missed:
+        c["late"] = 1
+    if f.first_response_at is not None:
+        c[_bucket("response", (f.first_response_at - f.received_at) / 1e6)] = 1
+    c["first_contact_resolved"] = int(
+        resolved and f.first_outcome in ("resolved", "partially_resolved") and not f.transferred
+        and not is_repeat
+    )
+    closed = f.status == "closed"
+    answered = closed and f.satisfaction in ("satisfied", "neutral", "dissatisfied")
+    satisfied = int(closed and f.satisfaction == "satisfied")
+    c["satisfaction_answered"], c["satisfied"] = int(answered), satisfied
+    outcome = recovery_outcome(f)
+    if outcome:
+        c[outcome] = 1
+        c["recovered_satisfied"] = int(outcome == "recovered")
+    c["service_fault"] = f.service_fault
+    c["service_fault_satisfied"] = f.service_fault * satisfied
+    total = 0
+    for kind in COMPENSATION_KINDS:
+        amount = getattr(f, f"comp_{kind}")
+        c[f"compensation_{kind}_fen"] = amount
+        total += amount
+    c["compensation_fen"] = total
+    c["quiet_hours_violations"] = f.quiet_violations
+    c["deadline_missed"] = f.missed
+    return c
+
+
+@dataclass(frozen=True)
+class Penalty:
+    complaint: str  # uuid of the complaint whose trigger it is
+    reason: str  # deadline_missed, service_fault, repeat_handling_fault, unrecorded
+    role: str  # handler, team_lead, channel_supervisor, department_head, unit
+    who: str
+    at: int
+    amount_fen: int = 0
+    points_centi: int = 0
+
+
+def _after_close(f: Facts, at: int) -> bool:
+    """Whether something at `at` happened after the complaint's latest closing (it is closed now)."""
+    return f.status == "closed" and f.closed_at is not None and at >= f.closed_at
+
+
+class FactsSource(Protocol):
+    def get(self, uuid: str) -> Facts | None: ...
+    def add(self, facts: Facts) -> None: ...
+    def repeats_of(self, uuid: str) -> list[Facts]: ...
+
+
+SPEC_TYPE = {name: "complaint." + re.sub(r"(?<!^)([A-Z])", r"_\1", name).lower()
+             for name in ("Received", "Assigned", "Apologised", "Verified", "Compensated",
+                          "Escalated", "Responded", "Resolved", "Closed", "Reopened", "Repeated",
+                          "DeadlineMissed")}
+
+
+class FactsUpdater:
+    """Applies one recorded complaint event to the facts it concerns; returns penalties triggered."""
+
+    def __init__(self, source: FactsSource, policy: Policy, complaint_uuid: Callable[[str], Any]):
+        self.source, self.policy, self.complaint_uuid = source, policy, complaint_uuid
+
+    def apply(self, event: Any) -> list[Penalty]:
+        name = type(event).__name__
+        if name == "Received":
+            return self._received(event)
+        f = self.source.get(event.originator_id.hex)
+        if f is None:  # pragma: no cover - the log never holds events of an unknown complaint
+            return []
+        at = to_us(event.occurred_at)
+        handler = getattr(self, f"_{SPEC_TYPE[name].split('.')[1]}")
+        return handler(f, event, at) or []
+
+    def _received(self, e: Any) -> list[Penalty]:
+        d, at = e.data, to_us(e.occurred_at)
+        resp = d["responsible"]
+        repeat_of = self.complaint_uuid(e.repeat_of).hex if e.repeat_of else None
+        f = Facts(
+            uuid=e.originator_id.hex, complaint_id=e.complaint_id, received_at=at,
+            day=e.occurred_at.astimezone(self.policy.timezone).date().isoformat(),
+            region=d["region"], unit=e.actor.get("unit") or "", tier=d["customer_tier"],
+            category=d["category"], channel=d["channel"], deadline=to_us(e.deadline),
+            handler=resp["handler"], team_lead=resp["team_lead"],
+            department_head=resp["department_head"], channel_supervisor=resp.get("channel_supervisor"),
+            repeat_of=repeat_of, repeat_at=at if repeat_of else None, upgraded=int(e.upgraded),
+            sensitive=int(bool(d.get("sensitive"))), transferred=0, status="open",
+            first_resolved_at=None, first_outcome=None, latest_outcome=None, first_response_at=None,
+            closed_at=None, satisfaction=None, retained=None, repeat_after_close=0, upgrade_after_close=0, missed=0,
+            service_fault=0, handling_fault_at=None, quiet_violations=0,
+            comp_refund=0, comp_credit=0, comp_gift=0, comp_points=0, comp_voucher=0, comp_cash=0,
+        )
+        self.source.add(f)
+        penalties = []
+        if d.get("unrecorded_by_unit"):
+            penalties.append(Penalty(f.uuid, "unrecorded", "unit", d["unrecorded_by_unit"], at,
+                                     points_centi=fen(self.policy.unrecorded_points)))
+        if repeat_of:
+            earlier = self.source.get(repeat_of)
+            if earlier is not None:
+                if _after_close(earlier, at):
+                    earlier.repeat_after_close = 1
+                penalties += self._repeat_fault(f, earlier)
+        return penalties
+
+    def _repeat_fault(self, repeat: Facts, original: Facts) -> list[Penalty]:
+        """300 to the original's department head once a handling fault is found on either side."""
+        found = [t for t in (repeat.handling_fault_at, original.handling_fault_at) if t is not None]
+        if repeat.repeat_at is None or not found:
+            return []
+        at = max(repeat.repeat_at, min(found))
+        return [Penalty(repeat.uuid, "repeat_handling_fault", "department_head",
+                        original.department_head, at,
+                        fen(self.policy.repeat_handling_fault_department_head))]
+
+    def _original(self, f: Facts) -> Facts:
+        return (self.source.get(f.repeat_of) if f.repeat_of else None) or f
+
+    def _assigned(self, f: Facts, e: Any, at: int) -> None:
+        for role in ("handler", "team_lead", "department_head"):
+            if e.data["to"].get(role):
+                setattr(f, role, e.data["to"][role])
+        f.transferred = 1
+
+    def _apologised(self, f: Facts, e: Any, at: int) -> None:
+        pass
+
+    def _verified(self, f: Facts, e: Any, at: int) -> list[Penalty]:
+        penalties = []
+        if e.data["service_fault"] and not f.service_fault:
+            f.service_fault = 1
+            penalties.append(Penalty(f.uuid, "service_fault", "handler", f.handler, at,
+                                     fen(self.policy.service_fault_handler)))
+        if e.data["handling_fault"] and f.handling_fault_at is None:
+            f.handling_fault_at = at
+            penalties += self._repeat_fault(f, self._original(f))
+            for later in self.source.repeats_of(f.uuid):
+                penalties += self._repeat_fault(later, f)
+        return penalties
+
+    def _compensated(self, f: Facts, e: Any, at: int) -> None:
+        kind = f"comp_{e.data['kind']}"
+        setattr(f, kind, getattr(f, kind) + fen(e.data["amount"]))
+
+    def _escalated(self, f: Facts, e: Any, at: int) -> None:
+        f.transferred = 1
+        if e.upgrades:
+            f.upgraded = 1
+            if _after_close(f, at):
+                f.upgrade_after_close = 1
+
+    def _contact(self, f: Facts, e: Any, at: int) -> None:
+        if f.first_response_at is None or at < f.first_response_at:
+            f.first_response_at = at
+        f.quiet_violations += int(e.quiet_hours_violation)
+
+    def _responded(self, f: Facts, e: Any, at: int) -> None:
+        self._contact(f, e, at)
+
+    def _resolved(self, f: Facts, e: Any, at: int) -> None:
+        self._contact(f, e, at)
+        if f.first_resolved_at is None:
+            f.first_resolved_at, f.first_outcome = at, e.data["outcome"]
+        f.latest_outcome, f.status = e.data["outcome"], "resolved"
+
+    def _closed(self, f: Facts, e: Any, at: int) -> None:
+        f.quiet_violations += int(e.quiet_hours_violation)
+        f.status, f.satisfaction, f.closed_at = "closed", e.data["satisfaction"], at
+        retained = e.data.get("retained")
+        f.retained = None if retained is None else int(retained)
+        f.repeat_after_close = f.upgrade_after_close = 0
+
+    def _reopened(self, f: Facts, e: Any, at: int) -> None:
+        f.status, f.transferred = "open", 1
+
+    def _repeated(self, f: Facts, e: Any, at: int) -> list[Penalty]:
+        if _after_close(f, at):
+            f.repeat_after_close = 1
+        if f.repeat_at is not None:
+            return []
+        f.repeat_at = at
+        return self._repeat_fault(f, self._original(f))
+
+    def _deadline_missed(self, f: Facts, e: Any, at: int) -> list[Penalty]:
+        f.missed = 1
+        p = self.policy
+        penalties = [
+            Penalty(f.uuid, "deadline_missed", "handler", f.handler, at, fen(p.deadline_missed_handler)),
+            Penalty(f.uuid, "deadline_missed", "team_lead", f.team_lead, at, fen(p.deadline_missed_team_lead)),
+        ]
+        if f.channel in p.supervised_channels and f.channel_supervisor:
+            penalties.append(Penalty(f.uuid, "deadline_missed", "channel_supervisor",
+                                     f.channel_supervisor, at, fen(p.deadline_missed_channel_supervisor)))
+        return penalties

@@ -1,0 +1,217 @@
+"""The KPI read model: complaint facts, daily counters per dimension, penalties and ingest counts,
+as SQL tables in the store's own database.
+
+Each batch of events is applied in one transaction together with its tracking record, so every
+event is applied exactly once even if the process dies between two batches.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+from eventsourcing.persistence import Tracking
+from eventsourcing.postgres import PostgresTrackingRecorder
+from eventsourcing.projection import Projection
+from eventsourcing.sqlite import SQLiteTrackingRecorder
+from psycopg.sql import SQL
+
+from domain.complaint import complaint_uuid
+from domain.policy import Policy
+from infra.sql import POSTGRES, SQLITE, Dialect
+from projections.facts import (
+    COUNTERS,
+    DIMENSIONS,
+    FACT_FIELDS,
+    SPEC_TYPE,
+    Facts,
+    FactsUpdater,
+    Penalty,
+    contributions,
+    from_us,
+)
+
+_INT_FACTS = {"received_at", "deadline", "repeat_at", "upgraded", "sensitive", "transferred",
+              "first_resolved_at", "first_response_at", "closed_at", "retained", "repeat_after_close",
+              "upgrade_after_close", "missed", "service_fault", "handling_fault_at",
+              "quiet_violations"} | {f for f in FACT_FIELDS if f.startswith("comp_")}
+
+TABLES = [
+    "CREATE TABLE IF NOT EXISTS kpi_complaints ("
+    + ", ".join(f"{f} {'BIGINT' if f in _INT_FACTS else 'TEXT'}" for f in FACT_FIELDS)
+    + ", PRIMARY KEY (uuid))",
+    "CREATE INDEX IF NOT EXISTS kpi_complaints_repeat_of ON kpi_complaints (repeat_of)",
+    "CREATE TABLE IF NOT EXISTS kpi_daily (day TEXT NOT NULL, dim TEXT NOT NULL, key TEXT NOT NULL, "
+    + ", ".join(f"{c} BIGINT NOT NULL DEFAULT 0" for c in COUNTERS)
+    + ", PRIMARY KEY (dim, key, day))",
+    "CREATE TABLE IF NOT EXISTS kpi_penalties (complaint TEXT NOT NULL, reason TEXT NOT NULL,"
+    " role TEXT NOT NULL, who TEXT NOT NULL, at BIGINT NOT NULL, day TEXT NOT NULL,"
+    " month TEXT NOT NULL, amount_fen BIGINT NOT NULL, points_centi BIGINT NOT NULL,"
+    " PRIMARY KEY (complaint, reason, role))",
+    "CREATE INDEX IF NOT EXISTS kpi_penalties_day ON kpi_penalties (day)",
+    "CREATE TABLE IF NOT EXISTS kpi_ingest (type TEXT NOT NULL, result TEXT NOT NULL,"
+    " reason TEXT NOT NULL, n BIGINT NOT NULL, PRIMARY KEY (type, result, reason))",
+]
+VIEW_TABLES = ("kpi_complaints", "kpi_daily", "kpi_penalties", "kpi_ingest")
+
+
+class _BatchFacts:
+    """Facts loaded for one batch, with the counters they contributed before it began."""
+
+    def __init__(self, dialect: Dialect, cursor: Any):
+        self.dialect, self.cursor = dialect, cursor
+        self.facts: dict[str, Facts | None] = {}
+        self.before: dict[str, dict[str, int] | None] = {}
+
+    def preload(self, uuids: set[str]) -> None:
+        missing = [u for u in uuids if u not in self.facts]
+        for i in range(0, len(missing), 500):
+            chunk = missing[i : i + 500]
+            rows = self.dialect.rows(
+                self.cursor,
+                f"SELECT * FROM kpi_complaints WHERE uuid IN ({self.dialect.in_list(len(chunk))})",
+                chunk,
+            )
+            for row in rows:
+                self._remember(Facts(**{k: row[k] for k in FACT_FIELDS}))
+            for u in chunk:
+                self.facts.setdefault(u, None)
+
+    def _remember(self, f: Facts) -> None:
+        self.facts[f.uuid] = f
+        self.before[f.uuid] = contributions(f)
+
+    def get(self, uuid: str) -> Facts | None:
+        if uuid not in self.facts:
+            self.preload({uuid})
+        return self.facts[uuid]
+
+    def add(self, facts: Facts) -> None:
+        self.facts[facts.uuid] = facts
+        self.before[facts.uuid] = None
+
+    def repeats_of(self, uuid: str) -> list[Facts]:
+        rows = self.dialect.rows(self.cursor, "SELECT uuid FROM kpi_complaints WHERE repeat_of = ?", (uuid,))
+        self.preload({r["uuid"] for r in rows})
+        return [f for f in self.facts.values() if f is not None and f.repeat_of == uuid]
+
+
+class KpiViewMixin:
+    dialect: Dialect
+    datastore: Any
+    policy: Policy
+
+    def process(self, items: Sequence[tuple[Any, Tracking]]) -> None:
+        """Apply a batch of recorded events and its last tracking record in one transaction."""
+        if not items:
+            return
+        with self.datastore.transaction(commit=True) as c:
+            batch = _BatchFacts(self.dialect, c)
+            needed = set()
+            for event, _ in items:
+                if type(event).__qualname__.startswith("Complaint."):
+                    needed.add(event.originator_id.hex)
+                    if getattr(event, "repeat_of", None):
+                        needed.add(complaint_uuid(event.repeat_of).hex)
+            batch.preload(needed)
+            updater = FactsUpdater(batch, self.policy, complaint_uuid)
+            penalties: list[Penalty] = []
+            ingest: dict[tuple[str, str, str], int] = defaultdict(int)
+            for event, _ in items:
+                kind = type(event).__qualname__
+                if kind.startswith("Complaint."):
+                    penalties += updater.apply(event)
+                    if event.event_id is not None:
+                        ingest[(SPEC_TYPE[type(event).__name__], "accepted", "")] += 1
+                elif kind == "DeadLetter.Recorded":
+                    ingest[(event.type or "", "rejected", event.reason)] += 1
+                elif kind == "DuplicateDelivery.Recorded":
+                    ingest[(event.type, "duplicate", "")] += 1
+            self._write_facts(c, batch)
+            self._write_penalties(c, penalties)
+            self.dialect.executemany(
+                c,
+                "INSERT INTO kpi_ingest VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (type, result, reason) DO UPDATE SET n = kpi_ingest.n + excluded.n",
+                [(*k, n) for k, n in ingest.items()],
+            )
+            self._insert_tracking(c, items[-1][1])  # type: ignore[attr-defined]
+
+    def _write_facts(self, c: Any, batch: _BatchFacts) -> None:
+        deltas: dict[tuple[str, str, str], dict[str, int]] = {}
+        changed = []
+        for uuid, f in batch.facts.items():
+            if f is None:
+                continue
+            before, after = batch.before.get(uuid) or {}, contributions(f)
+            delta = {k: after.get(k, 0) - before.get(k, 0) for k in set(before) | set(after)}
+            delta = {k: v for k, v in delta.items() if v}
+            if not delta and before:
+                continue
+            changed.append(f)
+            for dim, key in (("all", ""), *((d, str(getattr(f, d))) for d in DIMENSIONS)):
+                row = deltas.setdefault((f.day, dim, key), defaultdict(int))
+                for k, v in delta.items():
+                    row[k] += v
+        self.dialect.executemany(
+            c,
+            f"INSERT INTO kpi_complaints ({', '.join(FACT_FIELDS)}) VALUES ({self.dialect.in_list(len(FACT_FIELDS))}) "
+            "ON CONFLICT (uuid) DO UPDATE SET "
+            + ", ".join(f"{k} = excluded.{k}" for k in FACT_FIELDS if k != "uuid"),
+            [[getattr(f, k) for k in FACT_FIELDS] for f in changed],
+        )
+        self.dialect.executemany(
+            c,
+            f"INSERT INTO kpi_daily (day, dim, key, {', '.join(COUNTERS)}) "
+            f"VALUES ({self.dialect.in_list(3 + len(COUNTERS))}) ON CONFLICT (dim, key, day) DO UPDATE SET "
+            + ", ".join(f"{k} = kpi_daily.{k} + excluded.{k}" for k in COUNTERS),
+            [[day, dim, key, *(row.get(k, 0) for k in COUNTERS)] for (day, dim, key), row in deltas.items()],
+        )
+
+    def _write_penalties(self, c: Any, penalties: list[Penalty]) -> None:
+        """Once per complaint, trigger and role; unrecorded points stop at the monthly cap (扣完为止)."""
+        cap = int(self.policy.unrecorded_monthly_points_cap * 100)
+        used: dict[tuple[str, str], int] = {}
+        for p in penalties:
+            local = from_us(p.at).astimezone(self.policy.timezone)
+            day, month = local.date().isoformat(), local.strftime("%Y-%m")
+            points = p.points_centi
+            if p.reason == "unrecorded":
+                key = (p.who, month)
+                if key not in used:
+                    rows = self.dialect.rows(
+                        c, "SELECT COALESCE(SUM(points_centi), 0) AS s FROM kpi_penalties "
+                        "WHERE who = ? AND month = ? AND reason = 'unrecorded'", key)
+                    used[key] = int(rows[0]["s"])
+                points = max(0, min(points, cap - used[key]))
+                used[key] += points
+            self.dialect.execute(
+                c,
+                "INSERT INTO kpi_penalties VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                (p.complaint, p.reason, p.role, p.who, p.at, day, month, p.amount_fen, points),
+            )
+
+
+class SQLiteKpiView(KpiViewMixin, SQLiteTrackingRecorder):
+    dialect = SQLITE
+
+    def construct_create_table_statements(self) -> list[str]:
+        return [*super().construct_create_table_statements(), *TABLES]
+
+
+class PostgresKpiView(KpiViewMixin, PostgresTrackingRecorder):
+    dialect = POSTGRES
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.sql_create_statements.extend(SQL(s) for s in TABLES)  # type: ignore[arg-type]
+
+
+class KpiProjection(Projection[KpiViewMixin]):  # type: ignore[type-var]
+    """Feeds the view one event at a time for eventsourcing's ProjectionRunner (PostgreSQL)."""
+
+    name = "kpi"
+
+    def process_event(self, domain_event: Any, tracking: Tracking) -> None:  # type: ignore[override]
+        self.view.process([(domain_event, tracking)])

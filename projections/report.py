@@ -1,0 +1,121 @@
+"""The KPI report (SPEC §4–5) read from the pre-aggregated tables: never from the event log.
+
+`rates()` is the one place a rate is computed; the CLI report and the metrics exporter both use it.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from domain import clock
+from domain.policy import Policy
+from infra.sql import Dialect
+from projections.facts import COMPENSATION_KINDS, COUNTERS, DIMENSIONS, HOUR_BUCKETS, OUTCOMES
+
+PENALTY_REASONS = ("deadline_missed", "service_fault", "repeat_handling_fault", "unrecorded")
+COUNT_FIELDS = ("received", "resolved", "closed", "open", "repeat", "upgraded", "on_time", "late",
+                "first_contact_resolved", "satisfied", "satisfaction_answered", *OUTCOMES,
+                "quiet_hours_violations", "important", "deadline_missed")
+
+
+def ratio(numerator: int, denominator: int) -> float | None:
+    return None if denominator == 0 else round(numerator / denominator, 4)
+
+
+def money(fen: int) -> str:
+    return f"{Decimal(fen) / 100:.2f}"
+
+
+def rates(c: dict[str, int]) -> dict[str, Any]:
+    """Counts, rates (4 places, null on a zero denominator) and money for one set of counters."""
+    out: dict[str, Any] = {k: int(c.get(k, 0)) for k in COUNT_FIELDS}
+    out["repeat_rate"] = ratio(out["repeat"], out["received"])
+    out["upgraded_rate"] = ratio(out["upgraded"], out["received"])
+    out["timely_rate"] = ratio(out["on_time"], out["on_time"] + out["late"])
+    out["fcr_rate"] = ratio(out["first_contact_resolved"], out["resolved"])
+    out["satisfaction_rate"] = ratio(out["satisfied"], out["satisfaction_answered"])
+    judged = sum(out[k] for k in OUTCOMES if k != "unknown")
+    out["recovery_rate"] = ratio(out["recovered"], judged)
+    out["recovered_satisfaction_rate"] = ratio(c.get("recovered_satisfied", 0), out["recovered"])
+    out["service_fault_satisfaction_rate"] = ratio(c.get("service_fault_satisfied", 0), c.get("service_fault", 0))
+    out["compensation_total"] = money(c.get("compensation_fen", 0))
+    out["compensation_by_kind"] = {k: money(c.get(f"compensation_{k}_fen", 0)) for k in COMPENSATION_KINDS}
+    for prefix in ("response", "resolution"):
+        labels = [f"le_{h}h" for h in HOUR_BUCKETS] + [f"gt_{HOUR_BUCKETS[-1]}h"]
+        out[f"time_to_{prefix}_hours"] = {lbl: int(c.get(f"{prefix}_{lbl}", 0)) for lbl in labels}
+    return out
+
+
+def _sum_counters(dialect: Dialect, cursor: Any, dim: str, start: str, end: str) -> list[dict[str, Any]]:
+    sums = ", ".join(f"SUM({k}) AS {k}" for k in COUNTERS)
+    return dialect.rows(
+        cursor,
+        f"SELECT key, {sums} FROM kpi_daily WHERE dim = ? AND day >= ? AND day <= ? GROUP BY key ORDER BY key",
+        (dim, start, end),
+    )
+
+
+def build_report(dialect: Dialect, datastore: Any, policy: Policy, start: date | None, end: date | None,
+                 by: str | None = None) -> dict[str, Any]:
+    if by is not None and by not in DIMENSIONS:
+        raise ValueError(f"--by must be one of {', '.join(DIMENSIONS)}")
+    with datastore.transaction(commit=False) as c:
+        if start is None or end is None:
+            span = dialect.rows(c, "SELECT MIN(day) AS lo, MAX(day) AS hi FROM kpi_daily WHERE dim = 'all'")[0]
+            start = start or (date.fromisoformat(span["lo"]) if span["lo"] else clock.now().astimezone(policy.timezone).date().replace(day=1))
+            end = end or (date.fromisoformat(span["hi"]) if span["hi"] else start)
+        lo, hi = start.isoformat(), end.isoformat()
+        totals = _sum_counters(dialect, c, "all", lo, hi)
+        report: dict[str, Any] = {
+            "from": lo, "to": hi, "timezone": policy.timezone.key,
+            "totals": rates({k: v or 0 for k, v in totals[0].items()} if totals else {}),
+        }
+        report["timely_rate_target"] = float(policy.timely_rate_target)
+        if by:
+            report["by"] = by
+            report["groups"] = [
+                {"key": row["key"], **rates({k: v or 0 for k, v in row.items()})}
+                for row in _sum_counters(dialect, c, by, lo, hi)
+            ]
+        report["penalties"] = _penalties(dialect, c, lo, hi)
+        report["ingest"] = _ingest(dialect, c)
+    return report
+
+
+def _penalties(dialect: Dialect, cursor: Any, lo: str, hi: str) -> list[dict[str, Any]]:
+    rows = dialect.rows(
+        cursor,
+        "SELECT who, month, reason, COUNT(*) AS n, SUM(amount_fen) AS amount, SUM(points_centi) AS points"
+        " FROM kpi_penalties WHERE day >= ? AND day <= ? GROUP BY who, month, reason ORDER BY who, month",
+        (lo, hi),
+    )
+    people: dict[tuple[str, str], dict[str, Any]] = {}
+    for r in rows:
+        entry = people.setdefault((r["who"], r["month"]), {
+            "who": r["who"], "month": r["month"], "amount": 0, "points": 0,
+            "reasons": dict.fromkeys(PENALTY_REASONS, 0)})
+        entry["amount"] += int(r["amount"])
+        entry["points"] += int(r["points"])
+        entry["reasons"][r["reason"]] += int(r["n"])
+    out = []
+    for entry in people.values():
+        entry["amount"], entry["points"] = money(entry["amount"]), money(entry["points"])
+        out.append(entry)
+    return out
+
+
+def _ingest(dialect: Dialect, cursor: Any) -> dict[str, Any]:
+    rows = dialect.rows(cursor, "SELECT type, result, reason, n FROM kpi_ingest")
+    counts = {"accepted": 0, "duplicates": 0, "rejected": 0, "rejected_by_reason": {}}
+    for r in rows:
+        n = int(r["n"])
+        if r["result"] == "accepted":
+            counts["accepted"] += n
+        elif r["result"] == "duplicate":
+            counts["duplicates"] += n
+        else:
+            counts["rejected"] += n
+            counts["rejected_by_reason"][r["reason"]] = counts["rejected_by_reason"].get(r["reason"], 0) + n
+    return counts

@@ -91,7 +91,10 @@ class _Reader:
     def get(self, name: str) -> Any:
         self.used.add(name)
         if name not in self.table:
-            raise PolicyError(f"{self.key(name)}: missing")
+            known = set(self.used) | {name}
+            strays = sorted(k for k in self.table if k not in known)
+            hint = f" (unknown key {self.key(strays[0])}: a typo?)" if strays else ""
+            raise PolicyError(f"{self.key(name)}: missing{hint}")
         return self.table[name]
 
     def sub(self, name: str) -> _Reader:

@@ -1,0 +1,119 @@
+"""Shared fixtures. PostgreSQL tests run against a real server: RECOVERY_TEST_POSTGRES_URL when set,
+else 127.0.0.1:5432 when a server answers there, else a throwaway server started from the
+PostgreSQL binaries on this machine. When none can be had the tests fail; they are never skipped."""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlparse, urlunparse
+
+import psycopg
+import pytest
+
+from domain.policy import load_policy
+
+
+@pytest.fixture(scope="session")
+def policy():
+    return load_policy()
+
+
+def _answers(url: str) -> bool:
+    try:
+        with psycopg.connect(url, connect_timeout=3):
+            return True
+    except psycopg.Error:
+        return False
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _throwaway_server() -> tuple[str, callable]:
+    binaries = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb")) or [shutil.which("initdb") or ""]
+    initdb = binaries[-1]
+    if not initdb or not os.path.exists(initdb):
+        pytest.fail("no PostgreSQL: set RECOVERY_TEST_POSTGRES_URL, run a server on 127.0.0.1:5432, "
+                    "or install PostgreSQL's server binaries (initdb, pg_ctl)")
+    bindir = Path(initdb).parent
+    data = Path(tempfile.mkdtemp(prefix="recovery-pg-"))
+    port = _free_port()
+    prefix: list[str] = []
+    if os.geteuid() == 0:  # initdb refuses to run as root
+        shutil.chown(data, "postgres")
+        prefix = ["runuser", "-u", "postgres", "--"]
+    subprocess.run([*prefix, str(initdb), "-D", str(data), "-U", "postgres", "--auth=trust"],
+                   check=True, capture_output=True)
+    subprocess.run([*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-w", "-l", str(data / "log"),
+                    "-o", f"-p {port} -k {data} -c listen_addresses=127.0.0.1", "start"],
+                   check=True, capture_output=True)
+
+    def stop() -> None:
+        subprocess.run([*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"],
+                       capture_output=True)
+        shutil.rmtree(data, ignore_errors=True)
+
+    return f"postgresql://postgres@127.0.0.1:{port}/postgres", stop
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    url = os.environ.get("RECOVERY_TEST_POSTGRES_URL")
+    if url:
+        if not _answers(url):
+            pytest.fail(f"RECOVERY_TEST_POSTGRES_URL does not answer: {url}")
+        yield url
+        return
+    local = "postgresql://postgres@127.0.0.1:5432/postgres"
+    if _answers(local):
+        yield local
+        return
+    url, stop = _throwaway_server()
+    for _ in range(50):
+        if _answers(url):
+            break
+        time.sleep(0.2)
+    try:
+        yield url
+    finally:
+        stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> Iterator[str]:
+    """A fresh database for one test, dropped afterwards."""
+    name = f"recovery_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_server, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    parts = urlparse(postgres_server)
+    url = urlunparse(parts._replace(path=f"/{name}"))
+    try:
+        yield url
+    finally:
+        with psycopg.connect(postgres_server, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'recovery.db'}"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store_url(request: pytest.FixtureRequest) -> str:
+    """Runs a test once on the embedded SQLite file and once on PostgreSQL."""
+    if request.param == "sqlite":
+        return request.getfixturevalue("sqlite_url")
+    return request.getfixturevalue("postgres_url")

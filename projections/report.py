@@ -50,11 +50,13 @@ def rates(c: dict[str, int]) -> dict[str, Any]:
 
 def _sum_counters(dialect: Dialect, cursor: Any, dim: str, start: str, end: str) -> list[dict[str, Any]]:
     sums = ", ".join(f"SUM({k}) AS {k}" for k in COUNTERS)
-    return dialect.rows(
+    rows = dialect.rows(
         cursor,
         f"SELECT key, {sums} FROM kpi_daily WHERE dim = ? AND day >= ? AND day <= ? GROUP BY key ORDER BY key",
         (dim, start, end),
     )
+    # SUM of BIGINT is NUMERIC on PostgreSQL; counters are whole numbers everywhere.
+    return [{"key": r["key"], **{k: int(r[k] or 0) for k in COUNTERS}} for r in rows]
 
 
 def build_report(dialect: Dialect, datastore: Any, policy: Policy, start: date | None, end: date | None,
@@ -70,13 +72,13 @@ def build_report(dialect: Dialect, datastore: Any, policy: Policy, start: date |
         totals = _sum_counters(dialect, c, "all", lo, hi)
         report: dict[str, Any] = {
             "from": lo, "to": hi, "timezone": policy.timezone.key,
-            "totals": rates({k: v or 0 for k, v in totals[0].items()} if totals else {}),
+            "totals": rates(totals[0] if totals else {}),
         }
         report["timely_rate_target"] = float(policy.timely_rate_target)
         if by:
             report["by"] = by
             report["groups"] = [
-                {"key": row["key"], **rates({k: v or 0 for k, v in row.items()})}
+                {"key": row["key"], **rates(row)}
                 for row in _sum_counters(dialect, c, by, lo, hi)
             ]
         report["penalties"] = _penalties(dialect, c, lo, hi)

@@ -1,0 +1,154 @@
+"""The application service: idempotency, repeat detection, the event-time deadline watcher,
+atomic batches and exactly-once projections."""
+
+from __future__ import annotations
+
+from unittest import mock
+
+import pytest
+from feed import Feed
+
+from domain.complaint import complaint_uuid
+from infra.platform import Platform
+from projections.report import build_report
+
+
+@pytest.fixture
+def platform(store_url, policy):
+    p = Platform(store_url, policy)
+    yield p
+    p.close()
+
+
+def results(outcomes):
+    return [(o.result, o.reason) for o in outcomes]
+
+
+def report(platform, **kw):
+    platform.catch_up()
+    return build_report(platform.app.dialect, platform.app.datastore, platform.policy, None, None, **kw)
+
+
+def test_a_resent_event_is_recorded_once_and_counted_as_duplicate(platform):
+    f = Feed()
+    env = f.received("C1", "2026-11-02T09:00:00+08:00")
+    f.resend(env)
+    assert results(platform.ingest_lines(f.lines)) == [("accepted", None), ("duplicate", None)]
+    assert results(platform.ingest_lines(f.lines[:1])) == [("duplicate", None)]  # across batches too
+    r = report(platform)
+    assert r["totals"]["received"] == 1
+    assert r["ingest"]["duplicates"] == 2 and r["ingest"]["accepted"] == 1
+
+
+def test_a_second_received_with_a_new_event_id_is_complaint_exists(platform):
+    f = Feed()
+    f.received("C1", "2026-11-02T09:00:00+08:00")
+    f.received("C1", "2026-11-02T09:05:00+08:00")
+    assert results(platform.ingest_lines(f.lines)) == [("accepted", None), ("rejected", "complaint_exists")]
+
+
+def test_repeat_inside_the_window_is_linked_and_outside_is_not(platform):
+    f = Feed()
+    f.received("C1", "2026-10-01T09:00:00+08:00", customer="cust-A", issue_key="sim-card")
+    f.received("C2", "2026-10-31T09:00:00+08:00", customer="cust-A", issue_key="sim-card")  # exactly 30 days
+    f.received("C3", "2026-12-01T09:00:01+08:00", customer="cust-A", issue_key="sim-card")  # 31 days after C2
+    f.received("C4", "2026-12-02T09:00:00+08:00", customer="cust-A", issue_key="roaming")  # another issue
+    f.received("C5", "2026-12-03T09:00:00+08:00", customer="cust-B", issue_key="sim-card")  # another customer
+    platform.ingest_lines(f.lines, batch_size=2)
+    repeats = {c: platform.app.repository.get(complaint_uuid(c)).repeat_of for c in ("C1", "C2", "C3", "C4", "C5")}
+    assert repeats == {"C1": None, "C2": "C1", "C3": None, "C4": None, "C5": None}
+
+
+def test_repeat_detection_links_to_the_latest_earlier_complaint_within_one_batch(platform):
+    f = Feed()
+    f.received("C1", "2026-11-01T09:00:00+08:00", customer="cust-A")
+    f.received("C2", "2026-11-02T09:00:00+08:00", customer="cust-A")
+    f.received("C3", "2026-11-03T09:00:00+08:00", customer="cust-A")
+    platform.ingest_lines(f.lines)
+    assert platform.app.repository.get(complaint_uuid("C3")).repeat_of == "C2"
+
+
+def test_the_watcher_records_the_miss_before_a_late_resolve(platform):
+    f = Feed()
+    f.received("C1", "2026-11-02T09:00:00+08:00", tier="vip")  # due 17:00
+    f.resolved("C1", "2026-11-02T20:00:00+08:00")
+    platform.ingest_lines(f.lines)
+    stream = [type(e).__name__ for e in platform.app.events.get(complaint_uuid("C1"))]
+    assert stream == ["Received", "DeadlineMissed", "Resolved"]
+    missed = list(platform.app.events.get(complaint_uuid("C1")))[1]
+    assert missed.occurred_at.isoformat() == "2026-11-02T09:00:00+00:00"  # the deadline itself
+
+
+def test_a_resolve_exactly_at_the_deadline_is_on_time(platform):
+    f = Feed()
+    f.received("C1", "2026-11-02T09:00:00+08:00", tier="vip")
+    f.resolved("C1", "2026-11-02T17:00:00+08:00")
+    platform.ingest_lines(f.lines)
+    assert [type(e).__name__ for e in platform.app.events.get(complaint_uuid("C1"))] == ["Received", "Resolved"]
+    assert report(platform)["totals"]["on_time"] == 1
+
+
+def test_rejected_and_duplicate_events_do_not_move_the_clock(platform):
+    f = Feed()
+    f.received("C1", "2026-11-02T09:00:00+08:00", tier="vip")  # due 17:00
+    f.envelope("responded", "C-unknown", "2026-11-03T09:00:00+08:00", {"channel": "call"})
+    f.closed("C1", "2026-11-03T09:00:00+08:00")  # invalid_transition
+    platform.ingest_lines(f.lines)
+    assert [type(e).__name__ for e in platform.app.events.get(complaint_uuid("C1"))] == ["Received"]
+
+
+def test_the_clock_never_moves_backwards_and_misses_are_recorded_once(platform):
+    f = Feed()
+    f.received("C1", "2026-11-02T09:00:00+08:00", tier="vip")
+    f.received("C2", "2026-11-03T09:00:00+08:00", tier="vip")  # clock passes C1's deadline
+    f.resolved("C1", "2026-11-02T16:00:00+08:00")  # arrives late, earlier time: on time by timestamps
+    f.received("C3", "2026-11-04T09:00:00+08:00", tier="vip")
+    platform.ingest_lines(f.lines, batch_size=1)
+    names = [type(e).__name__ for e in platform.app.events.get(complaint_uuid("C1"))]
+    assert names == ["Received", "DeadlineMissed", "Resolved"]
+    r = report(platform)
+    # on_time follows the timestamps; the penalty follows the recorded miss (SPEC §3.1)
+    assert r["totals"]["on_time"] == 1
+    assert {p["who"]: p["amount"] for p in r["penalties"]} == {"h-1": "200.00", "tl-1": "100.00"}
+
+
+def test_ingest_counts_never_include_deadline_missed(platform):
+    f = Feed()
+    f.received("C1", "2026-11-02T09:00:00+08:00", tier="vip")
+    f.received("C2", "2026-11-05T09:00:00+08:00")
+    platform.ingest_lines(f.lines)
+    assert report(platform)["ingest"]["accepted"] == 2
+
+
+def test_a_failed_batch_records_nothing(platform):
+    f = Feed()
+    f.received("C1", "2026-11-02T09:00:00+08:00")
+    f.received("C2", "2026-11-02T09:30:00+08:00")
+    with mock.patch.object(type(platform.app.recorder), "_insert_events", side_effect=RuntimeError("disk full")):
+        with pytest.raises(RuntimeError):
+            platform.ingest_lines(f.lines)
+    platform.app.repository.cache.clear() if platform.app.repository.cache else None
+    assert platform.app.recorder.max_notification_id() in (None, 0)
+    assert results(platform.ingest_lines(f.lines)) == [("accepted", None), ("accepted", None)]
+
+
+def test_projections_apply_each_event_exactly_once_after_a_crash(platform, policy):
+    """The process dies after recording a batch but before the read model caught up."""
+    f = Feed()
+    f.received("C1", "2026-11-02T09:00:00+08:00")
+    f.resolved("C1", "2026-11-02T10:00:00+08:00")
+    platform.service.ingest(f.lines)  # recorded; the view has not seen it
+    restarted = Platform(platform.url, policy)
+    try:
+        assert restarted.catch_up() == 2
+        assert restarted.catch_up() == 0
+        first = report(restarted)
+        assert first["totals"]["received"] == 1 and first["totals"]["resolved"] == 1
+        # replaying an event the view already applied is refused by its tracking record
+        from eventsourcing.persistence import IntegrityError, Tracking
+        event = next(iter(restarted.app.events.get(complaint_uuid("C1"))))
+        with pytest.raises(IntegrityError):
+            restarted.view.process([(event, Tracking(restarted.app.name, 1))])
+        assert report(restarted)["totals"] == first["totals"]
+    finally:
+        restarted.close()

@@ -19,7 +19,6 @@ from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
 from domain.errors import BadAmount, InvalidEvent
 
 Text = Annotated[str, StringConstraints(strict=True, min_length=1)]
-Flag = Annotated[bool, "strict"]
 
 CHANNELS = ("hotline", "store", "online", "letter", "message", "regulator", "consumer_association",
             "government_hotline", "petition_bureau", "media", "social")

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from eventsourcing.application import AggregateNotFoundError
 
+from domain.clock import from_us, to_us
 from domain.complaint import Complaint, complaint_uuid
 from domain.envelope import Envelope, parse_line
 from domain.errors import ComplaintExists, Rejected, UnknownComplaint
@@ -21,15 +22,6 @@ from domain.policy import Policy
 from infra.store import IndexChanges, RecoveryApplication
 
 ACCEPTED, DUPLICATE, REJECTED = "accepted", "duplicate", "rejected"
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def to_us(moment: datetime) -> int:
-    return (moment - EPOCH) // timedelta(microseconds=1)
-
-
-def from_us(value: int) -> datetime:
-    return EPOCH + timedelta(microseconds=value)
 
 
 @dataclass(frozen=True)

@@ -12,13 +12,12 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, fields
-from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
 
+from domain.clock import to_us
 from domain.policy import Policy
 
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 COMPENSATION_KINDS = ("refund", "credit", "gift", "points", "voucher", "cash")
 HOUR_BUCKETS = (1, 2, 4, 8, 24, 48, 72, 168)  # upper bounds, hours; one more bucket for above
 OUTCOMES = ("recovered", "partially_recovered", "not_recovered", "lost", "unknown")
@@ -37,14 +36,6 @@ COUNTERS = (
     "quiet_hours_violations", "deadline_missed",
     *bucket_names("response"), *bucket_names("resolution"),
 )
-
-
-def to_us(moment: datetime) -> int:
-    return (moment - EPOCH) // timedelta(microseconds=1)
-
-
-def from_us(value: int) -> datetime:
-    return EPOCH + timedelta(microseconds=value)
 
 
 def fen(amount: str | Decimal) -> int:

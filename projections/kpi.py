@@ -17,6 +17,7 @@ from eventsourcing.projection import Projection
 from eventsourcing.sqlite import SQLiteTrackingRecorder
 from psycopg.sql import SQL
 
+from domain.clock import from_us
 from domain.complaint import complaint_uuid
 from domain.policy import Policy
 from infra.sql import POSTGRES, SQLITE, Dialect
@@ -29,7 +30,6 @@ from projections.facts import (
     FactsUpdater,
     Penalty,
     contributions,
-    from_us,
 )
 
 _INT_FACTS = {"received_at", "deadline", "repeat_at", "upgraded", "sensitive", "transferred",

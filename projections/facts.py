@@ -33,7 +33,7 @@ COUNTERS = (
     "first_contact_resolved", "satisfied", "satisfaction_answered", "compensation_fen",
     *(f"compensation_{k}_fen" for k in COMPENSATION_KINDS),
     *OUTCOMES, "recovered_satisfied", "service_fault", "service_fault_satisfied",
-    "quiet_hours_violations", "deadline_missed",
+    "quiet_hours_violations", "deadline_missed", "major_batch",
     *bucket_names("response"), *bucket_names("resolution"),
 )
 
@@ -77,6 +77,7 @@ class Facts:
     service_fault: int
     handling_fault_at: int | None
     quiet_violations: int
+    major_batch: int  # one of >= threshold complaints with its category and region within the window
     comp_refund: int
     comp_credit: int
     comp_gift: int
@@ -150,6 +151,7 @@ def contributions(f: Facts) -> dict[str, int]:
     c["compensation_fen"] = total
     c["quiet_hours_violations"] = f.quiet_violations
     c["deadline_missed"] = f.missed
+    c["major_batch"] = f.major_batch
     return c
 
 
@@ -173,6 +175,7 @@ class FactsSource(Protocol):
     def get(self, uuid: str) -> Facts | None: ...
     def add(self, facts: Facts) -> None: ...
     def repeats_of(self, uuid: str) -> list[Facts]: ...
+    def received_between(self, category: str, region: str, since: int, until: int) -> list[Facts]: ...
 
 
 SPEC_TYPE = {name: "complaint." + re.sub(r"(?<!^)([A-Z])", r"_\1", name).lower()
@@ -213,10 +216,11 @@ class FactsUpdater:
             sensitive=int(bool(d.get("sensitive"))), transferred=0, status="open",
             first_resolved_at=None, first_outcome=None, latest_outcome=None, first_response_at=None,
             closed_at=None, satisfaction=None, retained=None, repeat_after_close=0, upgrade_after_close=0, missed=0,
-            service_fault=0, handling_fault_at=None, quiet_violations=0,
+            service_fault=0, handling_fault_at=None, quiet_violations=0, major_batch=0,
             comp_refund=0, comp_credit=0, comp_gift=0, comp_points=0, comp_voucher=0, comp_cash=0,
         )
         self.source.add(f)
+        self._detect_major_batch(f)
         penalties = []
         if d.get("unrecorded_by_unit"):
             penalties.append(Penalty(f.uuid, "unrecorded", "unit", d["unrecorded_by_unit"], at,
@@ -228,6 +232,15 @@ class FactsUpdater:
                     earlier.repeat_after_close = 1
                 penalties += self._repeat_fault(f, earlier)
         return penalties
+
+    def _detect_major_batch(self, f: Facts) -> None:
+        """重大批量投诉: many customers, one cause. Marks every member of a window that qualifies."""
+        window = self.policy.batch_window_minutes * 60_000_000
+        for since, until in ((f.received_at - window, f.received_at), (f.received_at, f.received_at + window)):
+            members = self.source.received_between(f.category, f.region, since, until)
+            if len(members) >= self.policy.batch_threshold:
+                for member in members:
+                    member.major_batch = 1
 
     def _repeat_fault(self, repeat: Facts, original: Facts) -> list[Penalty]:
         """300 to the original's department head once a handling fault is found on either side."""

@@ -35,13 +35,14 @@ from projections.facts import (
 _INT_FACTS = {"received_at", "deadline", "repeat_at", "upgraded", "sensitive", "transferred",
               "first_resolved_at", "first_response_at", "closed_at", "retained", "repeat_after_close",
               "upgrade_after_close", "missed", "service_fault", "handling_fault_at",
-              "quiet_violations"} | {f for f in FACT_FIELDS if f.startswith("comp_")}
+              "quiet_violations", "major_batch"} | {f for f in FACT_FIELDS if f.startswith("comp_")}
 
 TABLES = [
     "CREATE TABLE IF NOT EXISTS kpi_complaints ("
     + ", ".join(f"{f} {'BIGINT' if f in _INT_FACTS else 'TEXT'}" for f in FACT_FIELDS)
     + ", PRIMARY KEY (uuid))",
     "CREATE INDEX IF NOT EXISTS kpi_complaints_repeat_of ON kpi_complaints (repeat_of)",
+    "CREATE INDEX IF NOT EXISTS kpi_complaints_cause ON kpi_complaints (category, region, received_at)",
     "CREATE TABLE IF NOT EXISTS kpi_daily (day TEXT NOT NULL, dim TEXT NOT NULL, key TEXT NOT NULL, "
     + ", ".join(f"{c} BIGINT NOT NULL DEFAULT 0" for c in COUNTERS)
     + ", PRIMARY KEY (dim, key, day))",
@@ -95,6 +96,15 @@ class _BatchFacts:
         rows = self.dialect.rows(self.cursor, "SELECT uuid FROM kpi_complaints WHERE repeat_of = ?", (uuid,))
         self.preload({r["uuid"] for r in rows})
         return [f for f in self.facts.values() if f is not None and f.repeat_of == uuid]
+
+
+    def received_between(self, category: str, region: str, since: int, until: int) -> list[Facts]:
+        rows = self.dialect.rows(
+            self.cursor, "SELECT uuid FROM kpi_complaints WHERE category = ? AND region = ?"
+            " AND received_at >= ? AND received_at <= ?", (category, region, since, until))
+        self.preload({r["uuid"] for r in rows})
+        return [f for f in self.facts.values() if f is not None and f.category == category
+                and f.region == region and since <= f.received_at <= until]
 
 
 class KpiViewMixin:

@@ -17,7 +17,7 @@ from projections.facts import COMPENSATION_KINDS, COUNTERS, DIMENSIONS, HOUR_BUC
 PENALTY_REASONS = ("deadline_missed", "service_fault", "repeat_handling_fault", "unrecorded")
 COUNT_FIELDS = ("received", "resolved", "closed", "open", "repeat", "upgraded", "on_time", "late",
                 "first_contact_resolved", "satisfied", "satisfaction_answered", *OUTCOMES,
-                "quiet_hours_violations", "important", "deadline_missed")
+                "quiet_hours_violations", "important", "deadline_missed", "major_batch")
 
 
 def ratio(numerator: int, denominator: int) -> float | None:

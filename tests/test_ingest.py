@@ -152,3 +152,14 @@ def test_projections_apply_each_event_exactly_once_after_a_crash(platform, polic
         assert report(restarted)["totals"] == first["totals"]
     finally:
         restarted.close()
+
+
+def test_ten_complaints_on_one_cause_within_an_hour_are_a_major_batch(platform):
+    f = Feed()
+    for i in range(10):  # 09:00 .. 09:54, network in huaian
+        f.received(f"B{i}", f"2026-11-02T09:{i * 6:02d}:00+08:00", category="network")
+    for i in range(9):  # only nine in xuzhou
+        f.received(f"X{i}", f"2026-11-02T09:{i * 6:02d}:00+08:00", category="network", region="xuzhou")
+    f.received("L1", "2026-11-02T11:00:00+08:00", category="network")  # outside the hour
+    platform.ingest_lines(f.lines, batch_size=7)
+    assert report(platform)["totals"]["major_batch"] == 10

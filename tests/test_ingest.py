@@ -163,3 +163,42 @@ def test_ten_complaints_on_one_cause_within_an_hour_are_a_major_batch(platform):
     f.received("L1", "2026-11-02T11:00:00+08:00", category="network")  # outside the hour
     platform.ingest_lines(f.lines, batch_size=7)
     assert report(platform)["totals"]["major_batch"] == 10
+
+
+def test_reason_code_precedence_envelope_then_state_then_policy(platform):
+    f = Feed()
+    f.received("C1", "2026-11-02T09:00:00+08:00")
+    f.envelope("compensated", "C-none", "2026-11-02T09:10:00+08:00", {"amount": "1.234", "kind": "refund"})
+    f.envelope("compensated", "C-none", "2026-11-02T09:10:00+08:00", {"amount": "10.00", "kind": "refund"})
+    f.resolved("C1", "2026-11-02T10:00:00+08:00")
+    f.closed("C1", "2026-11-02T11:00:00+08:00")
+    f.envelope("compensated", "C1", "2026-11-02T12:00:00+08:00", {"amount": "900.00", "kind": "refund"})
+    f.envelope("received", "C1", "2026-11-02T12:00:00+08:00", {"customer_id": "x"})
+    assert [r for _, r in results(platform.ingest_lines(f.lines))] == [
+        None, "bad_amount", "unknown_complaint", None, None, "invalid_transition", "invalid_event"]
+
+
+def test_unrecorded_points_stop_at_the_monthly_cap(platform):
+    f = Feed()
+    for i in range(101):
+        f.received(f"U{i}", f"2026-11-{2 + i // 10:02d}T{9 + i % 10:02d}:00:00+08:00", unrecorded_by_unit="store-9")
+    f.received("V1", "2026-12-01T09:00:00+08:00", unrecorded_by_unit="store-9")
+    platform.ingest_lines(f.lines, batch_size=40)
+    pens = {(p["who"], p["month"]): p for p in report(platform)["penalties"]}
+    assert pens[("store-9", "2026-11")]["points"] == "2.00"
+    assert pens[("store-9", "2026-11")]["reasons"]["unrecorded"] == 101
+    assert pens[("store-9", "2026-12")]["points"] == "0.02"
+
+
+def test_repeated_event_with_handling_fault_penalises_the_current_department_head(platform):
+    f = Feed()
+    f.received("C1", "2026-11-02T09:00:00+08:00")
+    f.envelope("assigned", "C1", "2026-11-02T09:30:00+08:00", {"to": {"department_head": "dh-9"}})
+    f.envelope("verified", "C1", "2026-11-28T10:00:00+08:00",
+               {"liability": "company", "service_fault": False, "handling_fault": True})
+    f.envelope("repeated", "C1", "2026-12-03T10:00:00+08:00", {"channel": "hotline"})
+    f.envelope("repeated", "C1", "2026-12-04T10:00:00+08:00", {"channel": "hotline"})
+    platform.ingest_lines(f.lines)
+    pens = [(p["who"], p["month"], p["amount"]) for p in report(platform)["penalties"]
+            if p["reasons"]["repeat_handling_fault"]]
+    assert pens == [("dh-9", "2026-12", "300.00")]  # once, in the month of the later trigger

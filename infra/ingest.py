@@ -12,7 +12,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.persistence import Tracking
 
+from domain import clock as wall_clock
 from domain.clock import from_us, to_us
 from domain.complaint import Complaint, complaint_uuid
 from domain.envelope import Envelope, parse_line
@@ -73,13 +75,23 @@ class IngestService:
     """Applies envelopes in order. The deadline watcher runs on event time: its clock is the latest
     accepted `occurred_at` minus the allowed lateness, and never moves backwards."""
 
-    def __init__(self, app: RecoveryApplication, policy: Policy, *, lateness_seconds: int | None = None):
-        self.app, self.policy = app, policy
-        lateness = policy.file_lateness_seconds if lateness_seconds is None else lateness_seconds
-        self.lateness = timedelta(seconds=lateness)
+    def __init__(self, app: RecoveryApplication, policy: Policy, *, watcher: str = "event",
+                 lateness_seconds: int | None = None):
+        if watcher not in ("event", "wall"):
+            raise ValueError(f"watcher must be 'event' or 'wall', not {watcher!r}")
+        self.app, self.policy, self.watcher = app, policy, watcher
+        default = policy.file_lateness_seconds if watcher == "event" else policy.live_lateness_seconds
+        self.lateness = timedelta(seconds=default if lateness_seconds is None else lateness_seconds)
 
-    def ingest(self, lines: list[str | bytes], source: str = "file") -> list[Outcome]:
+    def tick(self) -> None:
+        """Record the deadlines the clock has passed, with no inbound event (the live watcher)."""
+        self.ingest([])
+
+    def ingest(self, lines: list[str | bytes], source: str = "file",
+               positions: list[Tracking] | None = None, sources: list[str] | None = None) -> list[Outcome]:
+        """Apply a batch in one transaction; `positions` (upstream offsets) commit with it."""
         batch = _Batch(self)
+        batch.index.positions = list(positions or [])
         parsed: list[Envelope | Rejected] = []
         raws: list[str] = []
         for line in lines:
@@ -94,14 +106,20 @@ class IngestService:
 
         stored_clock = self.app.index.watcher_clock()
         clock = from_us(stored_clock) if stored_clock is not None else None
-        horizon = max([e.occurred_at for e in envelopes], default=None)
+        if self.watcher == "wall":
+            clock = max(filter(None, (clock, wall_clock.now() - self.lateness)))
+            horizon = clock
+        else:
+            latest = max([e.occurred_at for e in envelopes], default=None)
+            horizon = latest - self.lateness if latest is not None else None
         due: list[tuple[int, str]] = []
         if horizon is not None:
-            due = self.app.index.deadlines_before(to_us(horizon - self.lateness))
+            due = self.app.index.deadlines_before(to_us(horizon))
             heapq.heapify(due)
 
         outcomes = []
-        for raw, item in zip(raws, parsed):
+        for i, (raw, item) in enumerate(zip(raws, parsed)):
+            source = sources[i] if sources else source
             if isinstance(item, Rejected):
                 outcomes.append(self._refuse(batch, raw, item, None, source))
                 continue
@@ -115,10 +133,12 @@ class IngestService:
             except Rejected as refusal:
                 outcomes.append(self._refuse(batch, raw, refusal, env, source))
                 continue
-            candidate = env.occurred_at - self.lateness
-            if clock is None or candidate > clock:
-                clock = candidate
-            self._record_missed(batch, due, clock)
+            if self.watcher == "event":
+                candidate = env.occurred_at - self.lateness
+                if clock is None or candidate > clock:
+                    clock = candidate
+            if clock is not None:
+                self._record_missed(batch, due, clock)
             self._apply(batch, env, complaint, repeat_of, due)
             batch.seen.add(env.event_id)
             outcomes.append(Outcome(ACCEPTED, raw, event_id=env.event_id, type=env.type))

@@ -16,8 +16,9 @@ from urllib.parse import unquote, urlparse
 from uuid import UUID
 
 from eventsourcing.application import Application
-from eventsourcing.postgres import PostgresApplicationRecorder
-from eventsourcing.sqlite import SQLiteApplicationRecorder
+from eventsourcing.persistence import Tracking
+from eventsourcing.postgres import PostgresProcessRecorder
+from eventsourcing.sqlite import SQLiteProcessRecorder
 from eventsourcing.utils import get_topic
 from psycopg.sql import SQL
 
@@ -46,8 +47,13 @@ class IndexChanges:
     deadlines: dict[str, int | None] = field(default_factory=dict)  # complaint_id -> due; None clears
     customer_issues: list[tuple[str, str, int, str]] = field(default_factory=list)
     watcher_clock: int | None = None
+    # Positions in upstream sequences (a Kafka partition's offset), as tracking records: they only
+    # move forward, so a second writer of the same partition fails instead of applying twice.
+    positions: list[Tracking] = field(default_factory=list)
 
-    def write(self, dialect: Dialect, cursor: Any) -> None:
+    def write(self, dialect: Dialect, cursor: Any, recorder: Any) -> None:
+        for tracking in self.positions:
+            recorder._insert_tracking(cursor, tracking)
         dialect.executemany(cursor, "INSERT INTO recovery_inbound VALUES (?, ?)", self.inbound)
         dialect.executemany(
             cursor,
@@ -115,7 +121,7 @@ class IndexReads:
         return rows[0]["clock"] if rows else None
 
 
-class SQLiteRecoveryRecorder(IndexReads, SQLiteApplicationRecorder):
+class SQLiteRecoveryRecorder(IndexReads, SQLiteProcessRecorder):
     dialect = SQLITE
 
     def construct_create_table_statements(self) -> list[str]:
@@ -124,11 +130,11 @@ class SQLiteRecoveryRecorder(IndexReads, SQLiteApplicationRecorder):
     def _insert_events(self, c: Any, stored_events: Any, **kwargs: Any) -> Any:
         ids = super()._insert_events(c, stored_events, **kwargs)
         if kwargs.get("index") is not None:
-            kwargs["index"].write(self.dialect, c)
+            kwargs["index"].write(self.dialect, c, self)
         return ids
 
 
-class PostgresRecoveryRecorder(IndexReads, PostgresApplicationRecorder):
+class PostgresRecoveryRecorder(IndexReads, PostgresProcessRecorder):
     dialect = POSTGRES
 
     def __init__(self, *args: Any, **kwargs: Any):
@@ -138,7 +144,7 @@ class PostgresRecoveryRecorder(IndexReads, PostgresApplicationRecorder):
     def _insert_events(self, curs: Any, stored_events: Any, **kwargs: Any) -> None:
         super()._insert_events(curs, stored_events, **kwargs)
         if kwargs.get("index") is not None:
-            kwargs["index"].write(self.dialect, curs)
+            kwargs["index"].write(self.dialect, curs, self)
 
 
 def database_env(url: str) -> dict[str, str]:

@@ -109,6 +109,25 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(Path(args.dir), seed=args.seed, complaints=args.complaints)
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    import logging
+
+    from infra.serve import serve
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    return serve()
+
+
+def cmd_dlq_replay(args: argparse.Namespace) -> int:
+    from consumers.dlq import replay_dead_letters
+    from consumers.settings import KafkaSettings
+
+    settings = KafkaSettings.from_env()
+    sent = replay_dead_letters(settings)
+    print(f"replayed {sent} dead letters from {settings.dlq_topic} to {settings.topic}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="recovery", description="Service recovery platform")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -124,6 +143,14 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--by", choices=["region", "unit", "tier", "category", "channel"])
     report.add_argument("--format", choices=["table", "json"], default="table")
     report.set_defaults(func=cmd_report)
+
+    serve = sub.add_parser("serve", help="consume Kafka, keep projections, relay the outbox, watch deadlines")
+    serve.set_defaults(func=cmd_serve)
+
+    dlq = sub.add_parser("dlq", help="dead-letter topic tools")
+    dlq_sub = dlq.add_subparsers(dest="dlq_command", required=True)
+    replay = dlq_sub.add_parser("replay", help="re-send dead letters to the inbound topic")
+    replay.set_defaults(func=cmd_dlq_replay)
 
     demo = sub.add_parser("demo", help="generate a synthetic quarter, ingest it, print the report")
     demo.add_argument("--dir", default="demo-data")

@@ -14,12 +14,12 @@ from projections.runner import catch_up, open_view
 
 
 class Platform:
-    def __init__(self, url: str | None = None, policy: Policy | None = None):
+    def __init__(self, url: str | None = None, policy: Policy | None = None, watcher: str = "event"):
         self.url = url or database_url()
         self.policy = policy or load_policy(os.environ.get("RECOVERY_POLICY_FILE") or None)
         self.app = RecoveryApplication(self.url)
         self.view: KpiViewMixin = open_view(self.app, self.policy)
-        self.service = IngestService(self.app, self.policy)
+        self.service = IngestService(self.app, self.policy, watcher=watcher)
 
     def dead_letter_path(self) -> Path:
         """Beside the SQLite file; in the working directory for PostgreSQL."""

@@ -1,0 +1,93 @@
+"""Kafka in: batches from the inbound topic, applied exactly once.
+
+Each partition's position is a tracking record written in the same transaction as the events the
+batch produced. On every assignment the consumer seeks to the stored position: Kafka's committed
+offsets are only informational (for lag dashboards), never trusted for correctness.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import Counter
+from typing import Any
+
+from eventsourcing.persistence import IntegrityError, Tracking
+from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
+from kafka.structs import OffsetAndMetadata
+
+from consumers.settings import KafkaSettings
+from infra.ingest import IngestService
+from infra.store import RecoveryApplication
+
+log = logging.getLogger("recovery.consumer")
+
+
+def position_name(topic: str, partition: int) -> str:
+    return f"kafka:{topic}:{partition}"
+
+
+class _SeekToStoredPositions(ConsumerRebalanceListener):
+    def __init__(self, consumer: InboundConsumer):
+        self.owner = consumer
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        pass  # batches commit before the next poll, so nothing in hand belongs to a revoked partition
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        self.owner.seek_to_stored(assigned)
+
+
+class InboundConsumer:
+    def __init__(self, app: RecoveryApplication, service: IngestService, settings: KafkaSettings):
+        self.app, self.service, self.settings = app, service, settings
+        self.consumer = KafkaConsumer(**settings.consumer_config())
+        self.consumer.subscribe([settings.topic], listener=_SeekToStoredPositions(self))
+        self.batches = 0
+
+    def seek_to_stored(self, partitions: Any) -> None:
+        for tp in partitions:
+            stored = self.app.recorder.max_tracking_id(position_name(tp.topic, tp.partition))
+            if stored is None:
+                self.consumer.seek_to_beginning(tp)
+            else:
+                self.consumer.seek(tp, stored + 1)
+
+    def step(self) -> Counter[str]:
+        """Poll one batch and apply it in one transaction; returns the outcome counts."""
+        started = time.perf_counter()
+        polled = self.consumer.poll(timeout_ms=self.settings.linger_ms, max_records=self.settings.batch_size)
+        messages = [m for records in polled.values() for m in records]
+        if not messages:
+            return Counter()
+        last: dict[tuple[str, int], int] = {}
+        for m in messages:
+            last[(m.topic, m.partition)] = max(m.offset, last.get((m.topic, m.partition), -1))
+        positions = [Tracking(position_name(t, p), o) for (t, p), o in last.items()]
+        try:
+            outcomes = self.service.ingest(
+                [m.value for m in messages], positions=positions,
+                sources=[f"{m.topic}/{m.partition}/{m.offset}" for m in messages])
+        except IntegrityError:
+            # Another consumer applied these positions (a rebalance overtook us): drop what we
+            # hold and carry on from the store's positions.
+            if self.app.repository.cache is not None:
+                self.app.repository.cache.clear()
+            self.seek_to_stored(self.consumer.assignment())
+            log.warning(json.dumps({"event": "batch_superseded", "messages": len(messages)}))
+            return Counter()
+        counts = Counter(o.result for o in outcomes)
+        self.batches += 1
+        log.info(json.dumps({
+            "event": "batch", "batch": self.batches, "messages": len(messages), **counts,
+            "positions": {f"{t}/{p}": o for (t, p), o in last.items()},
+            "ms": round((time.perf_counter() - started) * 1000, 1)}))
+        try:  # informational only: lag dashboards read the group's committed offsets
+            self.consumer.commit({TopicPartition(t, p): OffsetAndMetadata(o + 1, "", -1) for (t, p), o in last.items()})
+        except Exception as e:  # noqa: BLE001 - never let an informational commit stop ingest
+            log.debug("offset commit failed: %s", e)
+        return counts
+
+    def close(self) -> None:
+        self.consumer.close(autocommit=False)

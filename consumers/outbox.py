@@ -1,0 +1,79 @@
+"""Kafka out: the transactional outbox. A relay follows the event store with its own tracking
+position and publishes every recorded complaint event to the outbound topic, and every dead letter
+that came from Kafka to the dead-letter topic. Nothing is published that was not recorded; the
+position moves only after the broker acknowledged, so nothing recorded is skipped. After a crash
+a few messages may be sent again with the same `event_id` header, which consumers deduplicate.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from typing import Any
+
+from eventsourcing.persistence import Tracking
+from kafka import KafkaProducer
+
+from consumers.settings import KafkaSettings
+from infra.store import RecoveryApplication
+from projections.facts import SPEC_TYPE
+
+RELAY = "outbox"
+_EXTRAS = ("deadline", "repeat_of", "upgraded", "upgrades", "quiet_hours_violation")
+
+
+class OutboxRelay:
+    def __init__(self, app: RecoveryApplication, producer: KafkaProducer, settings: KafkaSettings):
+        self.app, self.producer, self.settings = app, producer, settings
+        self._complaint_ids: OrderedDict[Any, str] = OrderedDict()
+
+    def _complaint_id(self, originator_id: Any, event: Any) -> str:
+        if hasattr(event, "complaint_id"):
+            complaint_id = event.complaint_id
+        else:
+            complaint_id = self._complaint_ids.get(originator_id) or self.app.repository.get(originator_id).complaint_id
+        self._complaint_ids[originator_id] = complaint_id
+        self._complaint_ids.move_to_end(originator_id)
+        if len(self._complaint_ids) > 50_000:
+            self._complaint_ids.popitem(last=False)
+        return complaint_id
+
+    def publish_pending(self, limit: int = 1000) -> int:
+        """Publish what was recorded since the relay's position; returns how many notifications."""
+        last = self.app.recorder.max_tracking_id(RELAY) or 0
+        notifications = self.app.recorder.select_notifications(start=last + 1, limit=limit)
+        if not notifications:
+            return 0
+        for n in notifications:
+            event = self.app.mapper.to_domain_event(n)
+            kind = type(event).__qualname__
+            if kind.startswith("Complaint."):
+                self._publish_complaint_event(n, event)
+            elif kind == "DeadLetter.Recorded" and event.source.count("/") == 2:
+                self._publish_dead_letter(event)
+        self.producer.flush()
+        self.app.recorder.insert_tracking(Tracking(RELAY, notifications[-1].id))
+        return len(notifications)
+
+    def _publish_complaint_event(self, n: Any, event: Any) -> None:
+        complaint_id = self._complaint_id(n.originator_id, event)
+        stable_id = f"{n.originator_id}:{n.originator_version}"
+        body = {"event_id": stable_id, "source_event_id": event.event_id,
+                "type": SPEC_TYPE[type(event).__name__], "complaint_id": complaint_id,
+                "occurred_at": event.occurred_at.isoformat(), "recorded_at": event.timestamp.isoformat(),
+                "actor": event.actor, "data": event.data}
+        for extra in _EXTRAS:
+            if hasattr(event, extra):
+                value = getattr(event, extra)
+                body[extra] = value.isoformat() if hasattr(value, "isoformat") else value
+        self.producer.send(self.settings.outbound_topic, key=complaint_id.encode(),
+                           value=json.dumps(body, ensure_ascii=False).encode(),
+                           headers=[("event_id", stable_id.encode()), ("type", body["type"].encode())])
+
+    def _publish_dead_letter(self, event: Any) -> None:
+        topic, partition, offset = event.source.split("/")
+        headers = [("reason", event.reason.encode()), ("message", event.message.encode()),
+                   ("source_topic", topic.encode()), ("source_partition", partition.encode()),
+                   ("source_offset", offset.encode())]
+        self.producer.send(self.settings.dlq_topic, value=event.raw.encode(),
+                           key=(event.complaint_id or "").encode() or None, headers=headers)

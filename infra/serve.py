@@ -1,0 +1,93 @@
+"""`recovery serve`: the long-running service. One loop: a Kafka batch in (one transaction), the
+read model caught up, the outbox relayed, the wall-clock deadline watcher ticked. SIGTERM/SIGINT
+finish the batch in hand and stop; SIGKILL loses nothing, because every batch commits whole with
+its Kafka positions."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from typing import Any
+
+from eventsourcing.persistence import IntegrityError
+from kafka import KafkaProducer
+
+from consumers.inbound import InboundConsumer
+from consumers.outbox import OutboxRelay
+from consumers.settings import KafkaSettings
+from infra.platform import Platform
+
+log = logging.getLogger("recovery.serve")
+
+
+class _RelayLeadership:
+    """Only one relay publishes at a time: a PostgreSQL advisory lock held for the process's life
+    (SQLite stores have one process)."""
+
+    KEY = 7_270_127
+
+    def __init__(self, platform: Platform):
+        self.platform, self.conn, self.held = platform, None, not platform.app.dialect.postgres
+
+    def acquire(self) -> bool:
+        if self.held:
+            return True
+        import psycopg
+
+        env = self.platform.app.env
+        if self.conn is None:
+            self.conn = psycopg.connect(
+                dbname=env.get("POSTGRES_DBNAME"), host=env.get("POSTGRES_HOST"), port=env.get("POSTGRES_PORT"),
+                user=env.get("POSTGRES_USER"), password=env.get("POSTGRES_PASSWORD") or None, autocommit=True)
+        self.held = bool(self.conn.execute("SELECT pg_try_advisory_lock(%s)", (self.KEY,)).fetchone()[0])
+        return self.held
+
+    def release(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+
+
+def serve(settings: KafkaSettings | None = None, tick_seconds: float = 5.0) -> int:
+    settings = settings or KafkaSettings.from_env()
+    platform = Platform(watcher=settings.watcher)
+    stopping = {"flag": False}
+
+    def stop(signum: int, _frame: Any) -> None:
+        log.info('{"event": "stopping", "signal": %d}', signum)
+        stopping["flag"] = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    consumer = InboundConsumer(platform.app, platform.service, settings)
+    producer = KafkaProducer(**settings.producer_config())
+    relay = OutboxRelay(platform.app, producer, settings)
+    leadership = _RelayLeadership(platform)
+    last_tick, last_claim = 0.0, 0.0
+    log.info('{"event": "started", "topic": "%s", "group": "%s"}', settings.topic, settings.group)
+    try:
+        while not stopping["flag"]:
+            counts = consumer.step()
+            now = time.monotonic()
+            if settings.watcher == "wall" and now - last_tick >= tick_seconds:
+                platform.service.tick()
+                last_tick = now
+            try:
+                platform.catch_up()
+            except IntegrityError:
+                pass  # another process applied these events to the read model first
+            if not leadership.held and now - last_claim >= tick_seconds:
+                leadership.acquire()
+                last_claim = now
+            if leadership.held:
+                while relay.publish_pending() and not stopping["flag"]:
+                    pass
+            if not counts:
+                time.sleep(0.01)
+    finally:
+        consumer.close()
+        producer.close()
+        leadership.release()
+        platform.close()
+    log.info('{"event": "stopped"}')
+    return 0

@@ -1,0 +1,224 @@
+"""`recovery serve` against a real Kafka-protocol broker and PostgreSQL, as real subprocesses."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from kafka import KafkaConsumer, KafkaProducer
+from kafka_broker import broker, create_topics
+from test_scenarios import november_history
+
+from infra.demo import generate
+from infra.platform import Platform
+from projections.report import build_report
+
+pytestmark = pytest.mark.postgres
+RECOVERY = str(Path(sys.executable).with_name("recovery"))
+
+
+@pytest.fixture(scope="module")
+def kafka() -> str:
+    with broker() as bootstrap:
+        yield bootstrap
+
+
+@pytest.fixture
+def topics(kafka):
+    def make(partitions: int) -> dict[str, str]:
+        suffix = uuid.uuid4().hex[:8]
+        names = {"RECOVERY_KAFKA_TOPIC": f"complaint-events-{suffix}",
+                 "RECOVERY_KAFKA_DLQ_TOPIC": f"complaint-events-{suffix}.dlq",
+                 "RECOVERY_KAFKA_OUTBOUND_TOPIC": f"service-recovery-{suffix}.events"}
+        create_topics(kafka, {names["RECOVERY_KAFKA_TOPIC"]: partitions, names["RECOVERY_KAFKA_DLQ_TOPIC"]: 1,
+                              names["RECOVERY_KAFKA_OUTBOUND_TOPIC"]: 1})
+        return {**names, "RECOVERY_KAFKA_BOOTSTRAP": kafka, "RECOVERY_KAFKA_GROUP": f"group-{suffix}"}
+    return make
+
+
+def produce(bootstrap: str, topic: str, lines: list[str]) -> None:
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    for line in lines:
+        try:
+            key = json.loads(line).get("complaint_id", "").encode() or None
+        except (ValueError, AttributeError):
+            key = None
+        producer.send(topic, key=key, value=line.encode())
+    producer.flush()
+    producer.close()
+
+
+def start_serve(url: str, env: dict[str, str], batch: int = 100) -> subprocess.Popen:
+    return subprocess.Popen(
+        [RECOVERY, "serve"],
+        env={**os.environ, **env, "RECOVERY_DATABASE_URL": url, "RECOVERY_WATCHER": "event",
+             "RECOVERY_BATCH_SIZE": str(batch), "RECOVERY_BATCH_LINGER_MS": "100"},
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def report(url: str) -> dict:
+    platform = Platform(url)
+    try:
+        platform.catch_up()
+        return build_report(platform.app.dialect, platform.app.datastore, platform.policy, None, None, "region")
+    finally:
+        platform.close()
+
+
+def ingested(url: str) -> int:
+    i = report(url)["ingest"]
+    return i["accepted"] + i["duplicates"] + i["rejected"]
+
+
+def wait_for(condition, timeout: float = 90.0, procs: tuple = ()) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        for p in procs:
+            if p.poll() is not None:
+                raise AssertionError(f"serve exited {p.returncode}: {p.stderr.read()[-3000:]}")
+        time.sleep(0.5)
+    raise AssertionError("timed out")
+
+
+def stop(proc: subprocess.Popen) -> str:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        _, err = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
+    assert proc.returncode == 0, err[-3000:]
+    return err
+
+
+def file_reference(tmp_path: Path, lines: list[str]) -> dict:
+    url = f"sqlite:///{tmp_path / 'reference.db'}"
+    platform = Platform(url)
+    try:
+        platform.ingest_lines(lines, batch_size=37)
+    finally:
+        platform.close()
+    return report(url)
+
+
+def read_topic(bootstrap: str, topic: str, expected: int, timeout: float = 30.0) -> list:
+    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                             enable_auto_commit=False, group_id=f"reader-{uuid.uuid4().hex[:6]}",
+                             session_timeout_ms=6000, heartbeat_interval_ms=500)
+    got: list = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and len(got) < expected:
+        for records in consumer.poll(500).values():
+            got += records
+    consumer.close()
+    return got
+
+
+def test_serve_gives_the_file_numbers_and_routes_poison_to_the_dead_letter_topic(postgres_url, topics, tmp_path):
+    env = topics(1)
+    lines = november_history().lines
+    proc = start_serve(postgres_url, env, batch=5)
+    try:
+        produce(env["RECOVERY_KAFKA_BOOTSTRAP"], env["RECOVERY_KAFKA_TOPIC"], lines)
+        wait_for(lambda: ingested(postgres_url) == len(lines), procs=(proc,))
+        err = stop(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert '"event": "batch"' in err  # one structured line per batch
+    live, reference = report(postgres_url), file_reference(tmp_path, lines)
+    assert live["totals"] == reference["totals"] and live["penalties"] == reference["penalties"]
+    assert live["ingest"] == reference["ingest"] and live["ingest"]["rejected"] == 4
+
+    dead = read_topic(env["RECOVERY_KAFKA_BOOTSTRAP"], env["RECOVERY_KAFKA_DLQ_TOPIC"], 4)
+    assert len(dead) == 4
+    headers = [dict(m.headers) for m in dead]
+    assert sorted(h["reason"].decode() for h in headers) == sorted(
+        ["invalid_event", "invalid_transition", "over_authority", "unknown_complaint"])
+    assert all(h["source_topic"].decode() == env["RECOVERY_KAFKA_TOPIC"] for h in headers)
+    offsets = {int(h["source_offset"]) for h in headers}
+    assert all(dead[i].value.decode() == lines[int(headers[i]["source_offset"])] for i in range(4))
+    assert len(offsets) == 4
+
+
+def test_sigkill_during_batches_then_restart_equals_an_uninterrupted_run(postgres_url, topics, tmp_path):
+    env = topics(1)
+    lines = generate(seed=11, complaints=500)
+    produce(env["RECOVERY_KAFKA_BOOTSTRAP"], env["RECOVERY_KAFKA_TOPIC"], lines)
+    for _ in range(2):  # kill it twice, at different moments
+        proc = start_serve(postgres_url, env, batch=40)
+        try:
+            already = ingested(postgres_url) if _ else 0
+            wait_for(lambda: ingested(postgres_url) > already + 200, procs=(proc,))
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+    proc = start_serve(postgres_url, env, batch=40)
+    try:
+        wait_for(lambda: ingested(postgres_url) == len(lines), procs=(proc,))
+        time.sleep(1.0)  # let the relay drain
+        stop(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    live, reference = report(postgres_url), file_reference(tmp_path, lines)
+    assert live["totals"] == reference["totals"]
+    assert live["groups"] == reference["groups"]
+    assert live["penalties"] == reference["penalties"]
+    assert live["ingest"] == reference["ingest"]
+
+    # The outbox relay published every recorded complaint event at least once, and nothing else.
+    platform = Platform(postgres_url)
+    try:
+        recorded = {f"{n.originator_id}:{n.originator_version}"
+                    for n in platform.app.recorder.select_notifications(1, 1_000_000)
+                    if n.topic.split(":")[1].startswith("Complaint.")}
+    finally:
+        platform.close()
+    published = read_topic(env["RECOVERY_KAFKA_BOOTSTRAP"], env["RECOVERY_KAFKA_OUTBOUND_TOPIC"], len(recorded))
+    assert {dict(m.headers)["event_id"].decode() for m in published} == recorded
+
+
+def test_two_consumers_in_one_group_split_partitions_and_give_the_same_totals(postgres_url, topics, tmp_path):
+    env = topics(4)
+    lines = generate(seed=5, complaints=300)
+    procs = [start_serve(postgres_url, env, batch=30) for _ in range(2)]
+    try:
+        time.sleep(4)  # both join the group before traffic starts
+        produce(env["RECOVERY_KAFKA_BOOTSTRAP"], env["RECOVERY_KAFKA_TOPIC"], lines)
+        wait_for(lambda: ingested(postgres_url) == len(lines), procs=tuple(procs))
+        logs = [stop(p) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    assert all('"event": "batch"' in log for log in logs), "both processes consumed"
+    live, reference = report(postgres_url), file_reference(tmp_path, lines)
+    # Per-complaint results do not depend on how partitions interleave.
+    for key in ("received", "resolved", "closed", "compensation_total", "satisfied"):
+        assert live["totals"][key] == reference["totals"][key], key
+    assert live["ingest"] == reference["ingest"]
+
+
+def test_duplicate_messages_are_counted_once(postgres_url, topics):
+    env = topics(2)
+    lines = november_history().lines
+    proc = start_serve(postgres_url, env, batch=10)
+    try:
+        produce(env["RECOVERY_KAFKA_BOOTSTRAP"], env["RECOVERY_KAFKA_TOPIC"], lines + lines)
+        wait_for(lambda: ingested(postgres_url) == 2 * len(lines), procs=(proc,))
+        stop(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    i = report(postgres_url)["ingest"]
+    assert (i["accepted"], i["duplicates"], i["rejected"]) == (31, 1 + 32, 8)

@@ -10,7 +10,6 @@ import signal
 import time
 from typing import Any
 
-from eventsourcing.persistence import IntegrityError
 from kafka import KafkaProducer
 
 from consumers.inbound import InboundConsumer
@@ -72,10 +71,7 @@ def serve(settings: KafkaSettings | None = None, tick_seconds: float = 5.0) -> i
             if settings.watcher == "wall" and now - last_tick >= tick_seconds:
                 platform.service.tick()
                 last_tick = now
-            try:
-                platform.catch_up()
-            except IntegrityError:
-                pass  # another process applied these events to the read model first
+            platform.catch_up()
             if not leadership.held and now - last_claim >= tick_seconds:
                 leadership.acquire()
                 last_claim = now

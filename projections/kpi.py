@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from eventsourcing.persistence import Tracking
@@ -64,6 +65,7 @@ class _BatchFacts:
         self.dialect, self.cursor = dialect, cursor
         self.facts: dict[str, Facts | None] = {}
         self.before: dict[str, dict[str, int] | None] = {}
+        self.loaded: dict[str, Facts] = {}  # as read, to write back only what changed
 
     def preload(self, uuids: set[str]) -> None:
         missing = [u for u in uuids if u not in self.facts]
@@ -81,6 +83,7 @@ class _BatchFacts:
 
     def _remember(self, f: Facts) -> None:
         self.facts[f.uuid] = f
+        self.loaded[f.uuid] = replace(f)
         self.before[f.uuid] = contributions(f)
 
     def get(self, uuid: str) -> Facts | None:
@@ -157,9 +160,10 @@ class KpiViewMixin:
             before, after = batch.before.get(uuid) or {}, contributions(f)
             delta = {k: after.get(k, 0) - before.get(k, 0) for k in set(before) | set(after)}
             delta = {k: v for k, v in delta.items() if v}
-            if not delta and before:
+            if batch.loaded.get(uuid) != f:
+                changed.append(f)
+            if not delta:
                 continue
-            changed.append(f)
             for dim, key in (("all", ""), *((d, str(getattr(f, d))) for d in DIMENSIONS)):
                 row = deltas.setdefault((f.day, dim, key), defaultdict(int))
                 for k, v in delta.items():

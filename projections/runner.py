@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from eventsourcing.persistence import Tracking
+from eventsourcing.persistence import IntegrityError, Tracking
 
 from domain.policy import Policy
 from infra.store import RecoveryApplication
@@ -36,7 +36,12 @@ def catch_up(app: RecoveryApplication, view: KpiViewMixin, batch_size: int = 200
         notifications = app.recorder.select_notifications(start=last + 1, limit=batch_size)
         if not notifications:
             return done
-        view.process([(app.mapper.to_domain_event(n), Tracking(app.name, n.id)) for n in notifications])
+        try:
+            view.process([(app.mapper.to_domain_event(n), Tracking(app.name, n.id)) for n in notifications])
+        except IntegrityError:
+            # Another process applied (some of) these first: its transaction won, ours rolled
+            # back whole. Re-read the position and go on from there.
+            continue
         done += len(notifications)
         if progress:
             progress(len(notifications))

@@ -202,3 +202,18 @@ def test_repeated_event_with_handling_fault_penalises_the_current_department_hea
     pens = [(p["who"], p["month"], p["amount"]) for p in report(platform)["penalties"]
             if p["reasons"]["repeat_handling_fault"]]
     assert pens == [("dh-9", "2026-12", "300.00")]  # once, in the month of the later trigger
+
+
+def test_results_do_not_depend_on_batch_size(tmp_path, policy):
+    from infra.demo import generate
+
+    lines = generate(seed=11, complaints=300)
+    reports = []
+    for size in (1, 37, 1000):
+        p = Platform(f"sqlite:///{tmp_path / f'{size}.db'}", policy)
+        try:
+            p.ingest_lines(lines, batch_size=size)
+            reports.append(report(p, by="unit"))
+        finally:
+            p.close()
+    assert reports[0] == reports[1] == reports[2]

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
+
+from eventsourcing.persistence import IntegrityError
 
 from domain.policy import Policy, load_policy
 from infra.ingest import Outcome, IngestService
@@ -17,8 +20,17 @@ class Platform:
     def __init__(self, url: str | None = None, policy: Policy | None = None, watcher: str = "event"):
         self.url = url or database_url()
         self.policy = policy or load_policy(os.environ.get("RECOVERY_POLICY_FILE") or None)
-        self.app = RecoveryApplication(self.url)
-        self.view: KpiViewMixin = open_view(self.app, self.policy)
+        for attempt in range(1, 6):
+            try:
+                self.app = RecoveryApplication(self.url)
+                self.view: KpiViewMixin = open_view(self.app, self.policy)
+                break
+            except IntegrityError:
+                # Two processes creating the schema at once race in PostgreSQL's catalogue
+                # (CREATE ... IF NOT EXISTS is not atomic there); the loser tries again.
+                if attempt == 5:
+                    raise
+                time.sleep(0.2 * attempt)
         self.service = IngestService(self.app, self.policy, watcher=watcher)
 
     def dead_letter_path(self) -> Path:

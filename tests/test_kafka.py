@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -56,11 +57,18 @@ def produce(bootstrap: str, topic: str, lines: list[str]) -> None:
 
 
 def start_serve(url: str, env: dict[str, str], batch: int = 100) -> subprocess.Popen:
-    return subprocess.Popen(
+    log = tempfile.NamedTemporaryFile("w+", prefix="serve-", suffix=".log", delete=False)
+    proc = subprocess.Popen(
         [RECOVERY, "serve"],
         env={**os.environ, **env, "RECOVERY_DATABASE_URL": url, "RECOVERY_WATCHER": "event",
              "RECOVERY_BATCH_SIZE": str(batch), "RECOVERY_BATCH_LINGER_MS": "100"},
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        stdout=subprocess.DEVNULL, stderr=log, text=True)
+    proc.log_path = log.name  # type: ignore[attr-defined]
+    return proc
+
+
+def serve_log(proc: subprocess.Popen) -> str:
+    return Path(proc.log_path).read_text()[-4000:]  # type: ignore[attr-defined]
 
 
 def report(url: str) -> dict:
@@ -77,27 +85,28 @@ def ingested(url: str) -> int:
     return i["accepted"] + i["duplicates"] + i["rejected"]
 
 
-def wait_for(condition, timeout: float = 90.0, procs: tuple = ()) -> None:
+def wait_for(condition, timeout: float = 180.0, procs: tuple = ()) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():
             return
         for p in procs:
             if p.poll() is not None:
-                raise AssertionError(f"serve exited {p.returncode}: {p.stderr.read()[-3000:]}")
+                raise AssertionError(f"serve exited {p.returncode}: {serve_log(p)}")
         time.sleep(0.5)
-    raise AssertionError("timed out")
+    raise AssertionError("timed out; serve logs:\n" + "\n---\n".join(serve_log(p) for p in procs))
 
 
 def stop(proc: subprocess.Popen) -> str:
     proc.send_signal(signal.SIGTERM)
     try:
-        _, err = proc.communicate(timeout=30)
+        proc.wait(timeout=30)
     except subprocess.TimeoutExpired:
         proc.kill()
         raise
-    assert proc.returncode == 0, err[-3000:]
-    return err
+    err = serve_log(proc)
+    assert proc.returncode == 0, err
+    return Path(proc.log_path).read_text()  # type: ignore[attr-defined]
 
 
 def file_reference(tmp_path: Path, lines: list[str]) -> dict:

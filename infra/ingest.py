@@ -45,10 +45,23 @@ class _Batch:
         self.others: list[Any] = []
         self.index = IndexChanges()
         self.seen: set[str] = set()
-        self.new_issues: list[tuple[str, str, int, str]] = []
+        self.issues: list[tuple[str, str, int, str]] = []  # known and new (customer, issue, received, complaint)
+        self.checked: set[str] = set()  # complaint ids whose existence was looked up in one query
+        self.known: set[str] = set()  # ... and those that exist
+
+    def prefetch(self, envelopes: list[Envelope], window_days: int) -> None:
+        """One query each for what the batch will ask: which complaints exist, earlier complaints."""
+        self.checked = {e.complaint_id for e in envelopes}
+        self.known = self.app.index.known_complaints(sorted(self.checked))
+        received = [e for e in envelopes if e.type == "complaint.received"]
+        if received:
+            since = to_us(min(e.occurred_at for e in received) - timedelta(days=window_days))
+            self.issues = self.app.index.customer_issues(sorted({e.data["customer_id"] for e in received}), since)
 
     def complaint(self, complaint_id: str) -> Complaint | None:
         if complaint_id not in self.complaints:
+            if complaint_id in self.checked and complaint_id not in self.known:
+                return None  # never received (and not received earlier in this batch)
             try:
                 self.complaints[complaint_id] = self.app.repository.get(complaint_uuid(complaint_id))
             except AggregateNotFoundError:
@@ -61,13 +74,8 @@ class _Batch:
         until = to_us(env.occurred_at)
         since = to_us(env.occurred_at - timedelta(days=window_days))
         key = (env.data["customer_id"], env.data["issue_key"])
-        candidates = [(r, c) for cust, issue, r, c in self.new_issues
+        candidates = [(r, c) for cust, issue, r, c in self.issues
                       if (cust, issue) == key and since <= r <= until and c != env.complaint_id]
-        found = self.app.index.latest_complaint_for(*key, since, until)
-        if found is not None and found != env.complaint_id:
-            earlier = self.complaint(found)
-            if earlier is not None:
-                candidates.append((to_us(earlier.received_at), found))
         return max(candidates)[1] if candidates else None
 
 
@@ -103,6 +111,7 @@ class IngestService:
                 parsed.append(refusal)
         envelopes = [p for p in parsed if isinstance(p, Envelope)]
         already = self.app.index.seen_event_ids([e.event_id for e in envelopes])
+        batch.prefetch(envelopes, self.policy.repeat_window_days)
 
         stored_clock = self.app.index.watcher_clock()
         clock = from_us(stored_clock) if stored_clock is not None else None
@@ -167,12 +176,13 @@ class IngestService:
         if complaint is None:
             complaint = Complaint.receive(env, self.policy, repeat_of)
             batch.complaints[env.complaint_id] = complaint
+            batch.known.add(env.complaint_id)
             deadline = to_us(complaint.deadline)
             batch.index.deadlines[env.complaint_id] = deadline
             heapq.heappush(due, (deadline, env.complaint_id))
             issue = (env.data["customer_id"], env.data["issue_key"], to_us(env.occurred_at), env.complaint_id)
             batch.index.customer_issues.append(issue)
-            batch.new_issues.append(issue)
+            batch.issues.append(issue)
             return
         first_resolve = env.type == "complaint.resolved" and complaint.first_resolved_at is None
         complaint.record(env, self.policy)

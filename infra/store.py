@@ -29,6 +29,7 @@ DEFAULT_DATABASE_URL = "sqlite:///./recovery.db"
 INDEX_TABLES = [
     "CREATE TABLE IF NOT EXISTS recovery_inbound ("
     " event_id TEXT PRIMARY KEY, complaint_id TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS recovery_inbound_complaint ON recovery_inbound (complaint_id)",
     "CREATE TABLE IF NOT EXISTS recovery_open_deadlines ("
     " complaint_id TEXT PRIMARY KEY, due BIGINT NOT NULL)",
     "CREATE INDEX IF NOT EXISTS recovery_open_deadlines_due ON recovery_open_deadlines (due)",
@@ -101,20 +102,34 @@ class IndexReads:
             seen.update(r["event_id"] for r in rows)
         return seen
 
+    def known_complaints(self, complaint_ids: list[str]) -> set[str]:
+        """Which of these complaints were received (any accepted event names its complaint)."""
+        known: set[str] = set()
+        for i in range(0, len(complaint_ids), 500):
+            chunk = complaint_ids[i : i + 500]
+            rows = self._rows(
+                "SELECT DISTINCT complaint_id FROM recovery_inbound"
+                f" WHERE complaint_id IN ({self.dialect.in_list(len(chunk))})", tuple(chunk))
+            known.update(r["complaint_id"] for r in rows)
+        return known
+
+    def customer_issues(self, customers: list[str], since: int) -> list[tuple[str, str, int, str]]:
+        found: list[tuple[str, str, int, str]] = []
+        for i in range(0, len(customers), 500):
+            chunk = customers[i : i + 500]
+            rows = self._rows(
+                "SELECT customer_id, issue_key, received, complaint_id FROM recovery_customer_issues"
+                f" WHERE customer_id IN ({self.dialect.in_list(len(chunk))}) AND received >= ?",
+                (*chunk, since))
+            found += [(r["customer_id"], r["issue_key"], r["received"], r["complaint_id"]) for r in rows]
+        return found
+
     def deadlines_before(self, moment: int) -> list[tuple[int, str]]:
         rows = self._rows(
             "SELECT complaint_id, due FROM recovery_open_deadlines WHERE due < ? ORDER BY due, complaint_id",
             (moment,),
         )
         return [(r["due"], r["complaint_id"]) for r in rows]
-
-    def latest_complaint_for(self, customer_id: str, issue_key: str, since: int, until: int) -> str | None:
-        rows = self._rows(
-            "SELECT complaint_id FROM recovery_customer_issues WHERE customer_id = ? AND issue_key = ?"
-            " AND received >= ? AND received <= ? ORDER BY received DESC, complaint_id DESC LIMIT 1",
-            (customer_id, issue_key, since, until),
-        )
-        return rows[0]["complaint_id"] if rows else None
 
     def watcher_clock(self) -> int | None:
         rows = self._rows("SELECT clock FROM recovery_watcher WHERE name = 'event_time'")
@@ -193,6 +208,9 @@ class RecoveryApplication(Application[UUID]):
     def __init__(self, url: str | None = None, cache_size: int = 20_000):
         env = database_env(url or database_url())
         env["AGGREGATE_CACHE_MAXSIZE"] = str(cache_size)
+        # One writer per complaint (Kafka partitions by complaint_id), so cached aggregates need no
+        # fast-forward query on every get; a stale one fails its save and the batch is retried.
+        env["AGGREGATE_CACHE_FASTFORWARD"] = "n"
         super().__init__(env)
 
     @property

@@ -18,7 +18,7 @@ from eventsourcing.projection import Projection
 from eventsourcing.sqlite import SQLiteTrackingRecorder
 from psycopg.sql import SQL
 
-from domain.clock import from_us
+from domain.clock import from_us, to_us
 from domain.complaint import complaint_uuid
 from domain.policy import Policy
 from infra.sql import POSTGRES, SQLITE, Dialect
@@ -44,6 +44,7 @@ TABLES = [
     + ", PRIMARY KEY (uuid))",
     "CREATE INDEX IF NOT EXISTS kpi_complaints_repeat_of ON kpi_complaints (repeat_of)",
     "CREATE INDEX IF NOT EXISTS kpi_complaints_cause ON kpi_complaints (category, region, received_at)",
+    "CREATE INDEX IF NOT EXISTS kpi_complaints_received ON kpi_complaints (received_at)",
     "CREATE TABLE IF NOT EXISTS kpi_daily (day TEXT NOT NULL, dim TEXT NOT NULL, key TEXT NOT NULL, "
     + ", ".join(f"{c} BIGINT NOT NULL DEFAULT 0" for c in COUNTERS)
     + ", PRIMARY KEY (dim, key, day))",
@@ -66,6 +67,7 @@ class _BatchFacts:
         self.facts: dict[str, Facts | None] = {}
         self.before: dict[str, dict[str, int] | None] = {}
         self.loaded: dict[str, Facts] = {}  # as read, to write back only what changed
+        self.covered: tuple[int, int] | None = None  # received_at range loaded whole
 
     def preload(self, uuids: set[str]) -> None:
         missing = [u for u in uuids if u not in self.facts]
@@ -101,13 +103,26 @@ class _BatchFacts:
         return [f for f in self.facts.values() if f is not None and f.repeat_of == uuid]
 
 
+    def preload_received(self, lo: int, hi: int) -> None:
+        """Load every complaint received in [lo, hi] in one query (a batch's span plus the window)."""
+        rows = self.dialect.rows(self.cursor, "SELECT * FROM kpi_complaints WHERE received_at >= ? AND received_at <= ?",
+                                 (lo, hi))
+        for row in rows:
+            if row["uuid"] not in self.facts:
+                self._remember(Facts(**{k: row[k] for k in FACT_FIELDS}))
+        self.covered = (lo, hi)
+
     def received_between(self, category: str, region: str, since: int, until: int) -> list[Facts]:
+        if self.covered is None or not (self.covered[0] <= since and until <= self.covered[1]):
+            self._query_received(category, region, since, until)
+        return [f for f in self.facts.values() if f is not None and f.category == category
+                and f.region == region and since <= f.received_at <= until]
+
+    def _query_received(self, category: str, region: str, since: int, until: int) -> None:
         rows = self.dialect.rows(
             self.cursor, "SELECT uuid FROM kpi_complaints WHERE category = ? AND region = ?"
             " AND received_at >= ? AND received_at <= ?", (category, region, since, until))
         self.preload({r["uuid"] for r in rows})
-        return [f for f in self.facts.values() if f is not None and f.category == category
-                and f.region == region and since <= f.received_at <= until]
 
 
 class KpiViewMixin:
@@ -128,6 +143,10 @@ class KpiViewMixin:
                     if getattr(event, "repeat_of", None):
                         needed.add(complaint_uuid(event.repeat_of).hex)
             batch.preload(needed)
+            received = [to_us(e.occurred_at) for e, _ in items if type(e).__qualname__ == "Complaint.Received"]
+            window = self.policy.batch_window_minutes * 60_000_000
+            if received and max(received) - min(received) <= 7 * 24 * 3600 * 1_000_000:
+                batch.preload_received(min(received) - window, max(received) + window)
             updater = FactsUpdater(batch, self.policy, complaint_uuid)
             penalties: list[Penalty] = []
             ingest: dict[tuple[str, str, str], int] = defaultdict(int)

@@ -206,6 +206,7 @@ class KpiViewMixin:
         """Once per complaint, trigger and role; unrecorded points stop at the monthly cap (扣完为止)."""
         cap = int(self.policy.unrecorded_monthly_points_cap * 100)
         used: dict[tuple[str, str], int] = {}
+        rows = []
         for p in penalties:
             local = from_us(p.at).astimezone(self.policy.timezone)
             day, month = local.date().isoformat(), local.strftime("%Y-%m")
@@ -213,17 +214,15 @@ class KpiViewMixin:
             if p.reason == "unrecorded":
                 key = (p.who, month)
                 if key not in used:
-                    rows = self.dialect.rows(
+                    total = self.dialect.rows(
                         c, "SELECT COALESCE(SUM(points_centi), 0) AS s FROM kpi_penalties "
                         "WHERE who = ? AND month = ? AND reason = 'unrecorded'", key)
-                    used[key] = int(rows[0]["s"])
+                    used[key] = int(total[0]["s"])
                 points = max(0, min(points, cap - used[key]))
                 used[key] += points
-            self.dialect.execute(
-                c,
-                "INSERT INTO kpi_penalties VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                (p.complaint, p.reason, p.role, p.who, p.at, day, month, p.amount_fen, points),
-            )
+            rows.append((p.complaint, p.reason, p.role, p.who, p.at, day, month, p.amount_fen, points))
+        self.dialect.executemany(
+            c, "INSERT INTO kpi_penalties VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING", rows)
 
 
 class SQLiteKpiView(KpiViewMixin, SQLiteTrackingRecorder):

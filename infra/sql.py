@@ -28,6 +28,17 @@ class Dialect:
     def in_list(self, n: int) -> str:
         return ",".join("?" * n)
 
+    def rows_in(self, cursor: Any, select: str, column: str, values: Sequence[Any],
+                tail: str = "", params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        """`select ... WHERE column IN (values) tail`, in chunks that keep statements small."""
+        found: list[dict[str, Any]] = []
+        values = list(values)
+        for i in range(0, len(values), 500):
+            chunk = values[i : i + 500]
+            found += self.rows(cursor, f"{select} WHERE {column} IN ({self.in_list(len(chunk))}){tail}",
+                               (*chunk, *params))
+        return found
+
 
 SQLITE, POSTGRES = Dialect(), Dialect()
 POSTGRES.postgres = True

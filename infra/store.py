@@ -91,38 +91,24 @@ class IndexReads:
         with self.datastore.transaction(commit=False) as c:
             return self.dialect.rows(c, statement, params)
 
+    def _rows_in(self, select: str, column: str, values: list[str], tail: str = "",
+                 params: tuple = ()) -> list[dict[str, Any]]:
+        with self.datastore.transaction(commit=False) as c:
+            return self.dialect.rows_in(c, select, column, values, tail, params)
+
     def seen_event_ids(self, event_ids: list[str]) -> set[str]:
-        seen: set[str] = set()
-        for i in range(0, len(event_ids), 500):
-            chunk = event_ids[i : i + 500]
-            rows = self._rows(
-                f"SELECT event_id FROM recovery_inbound WHERE event_id IN ({self.dialect.in_list(len(chunk))})",
-                tuple(chunk),
-            )
-            seen.update(r["event_id"] for r in rows)
-        return seen
+        rows = self._rows_in("SELECT event_id FROM recovery_inbound", "event_id", event_ids)
+        return {r["event_id"] for r in rows}
 
     def known_complaints(self, complaint_ids: list[str]) -> set[str]:
         """Which of these complaints were received (any accepted event names its complaint)."""
-        known: set[str] = set()
-        for i in range(0, len(complaint_ids), 500):
-            chunk = complaint_ids[i : i + 500]
-            rows = self._rows(
-                "SELECT DISTINCT complaint_id FROM recovery_inbound"
-                f" WHERE complaint_id IN ({self.dialect.in_list(len(chunk))})", tuple(chunk))
-            known.update(r["complaint_id"] for r in rows)
-        return known
+        rows = self._rows_in("SELECT DISTINCT complaint_id FROM recovery_inbound", "complaint_id", complaint_ids)
+        return {r["complaint_id"] for r in rows}
 
     def customer_issues(self, customers: list[str], since: int) -> list[tuple[str, str, int, str]]:
-        found: list[tuple[str, str, int, str]] = []
-        for i in range(0, len(customers), 500):
-            chunk = customers[i : i + 500]
-            rows = self._rows(
-                "SELECT customer_id, issue_key, received, complaint_id FROM recovery_customer_issues"
-                f" WHERE customer_id IN ({self.dialect.in_list(len(chunk))}) AND received >= ?",
-                (*chunk, since))
-            found += [(r["customer_id"], r["issue_key"], r["received"], r["complaint_id"]) for r in rows]
-        return found
+        rows = self._rows_in("SELECT customer_id, issue_key, received, complaint_id FROM recovery_customer_issues",
+                             "customer_id", customers, " AND received >= ?", (since,))
+        return [(r["customer_id"], r["issue_key"], r["received"], r["complaint_id"]) for r in rows]
 
     def deadlines_before(self, moment: int) -> list[tuple[int, str]]:
         rows = self._rows(

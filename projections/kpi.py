@@ -71,17 +71,10 @@ class _BatchFacts:
 
     def preload(self, uuids: set[str]) -> None:
         missing = [u for u in uuids if u not in self.facts]
-        for i in range(0, len(missing), 500):
-            chunk = missing[i : i + 500]
-            rows = self.dialect.rows(
-                self.cursor,
-                f"SELECT * FROM kpi_complaints WHERE uuid IN ({self.dialect.in_list(len(chunk))})",
-                chunk,
-            )
-            for row in rows:
-                self._remember(Facts(**{k: row[k] for k in FACT_FIELDS}))
-            for u in chunk:
-                self.facts.setdefault(u, None)
+        for row in self.dialect.rows_in(self.cursor, "SELECT * FROM kpi_complaints", "uuid", missing):
+            self._remember(Facts(**{k: row[k] for k in FACT_FIELDS}))
+        for u in missing:
+            self.facts.setdefault(u, None)
 
     def _remember(self, f: Facts) -> None:
         self.facts[f.uuid] = f

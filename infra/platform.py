@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.persistence import IntegrityError, OperationalError
 
 from domain.policy import Policy, load_policy
 from infra.ingest import Outcome, IngestService
@@ -25,9 +25,10 @@ class Platform:
                 self.app = RecoveryApplication(self.url)
                 self.view: KpiViewMixin = open_view(self.app, self.policy)
                 break
-            except IntegrityError:
-                # Two processes creating the schema at once race in PostgreSQL's catalogue
-                # (CREATE ... IF NOT EXISTS is not atomic there); the loser tries again.
+            except (IntegrityError, OperationalError):
+                # Schema creation at start-up can collide with another process: two creators race
+                # in PostgreSQL's catalogue (CREATE ... IF NOT EXISTS is not atomic there), or a
+                # CREATE INDEX deadlocks with a running writer's table lock. The loser tries again.
                 if attempt == 5:
                     raise
                 time.sleep(0.2 * attempt)

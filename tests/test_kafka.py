@@ -231,3 +231,27 @@ def test_duplicate_messages_are_counted_once(postgres_url, topics):
             proc.kill()
     i = report(postgres_url)["ingest"]
     assert (i["accepted"], i["duplicates"], i["rejected"]) == (31, 1 + 32, 8)
+
+
+def test_dlq_replay_resends_dead_letters_to_the_inbound_topic(postgres_url, topics):
+    env = topics(1)
+    lines = november_history().lines
+    proc = start_serve(postgres_url, env, batch=50)
+    try:
+        produce(env["RECOVERY_KAFKA_BOOTSTRAP"], env["RECOVERY_KAFKA_TOPIC"], lines)
+        wait_for(lambda: ingested(postgres_url) == len(lines), procs=(proc,))
+        wait_for(lambda: len(read_topic(env["RECOVERY_KAFKA_BOOTSTRAP"], env["RECOVERY_KAFKA_DLQ_TOPIC"], 4, 10)) == 4)
+        replay = subprocess.run([RECOVERY, "dlq", "replay"], env={**os.environ, **env}, capture_output=True,
+                                text=True, timeout=120)
+        assert replay.returncode == 0, replay.stderr
+        assert "replayed 4 dead letters" in replay.stdout
+        # refused again (nothing was fixed upstream), counted again, and nothing else changes
+        wait_for(lambda: ingested(postgres_url) == len(lines) + 4, procs=(proc,))
+        stop(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    i = report(postgres_url)["ingest"]
+    assert (i["accepted"], i["rejected"]) == (31, 8)
+    inbound = read_topic(env["RECOVERY_KAFKA_BOOTSTRAP"], env["RECOVERY_KAFKA_TOPIC"], len(lines) + 4)
+    assert sum(1 for m in inbound if any(k == "replayed_from" for k, _ in m.headers or [])) == 4

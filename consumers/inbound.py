@@ -15,6 +15,7 @@ from typing import Any
 
 from eventsourcing.persistence import IntegrityError, Tracking
 from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
+from kafka.partitioner.default import murmur2
 from kafka.structs import OffsetAndMetadata
 
 from consumers.settings import KafkaSettings
@@ -45,6 +46,16 @@ class InboundConsumer:
         self.consumer = KafkaConsumer(**settings.consumer_config())
         self.consumer.subscribe([settings.topic], listener=_SeekToStoredPositions(self))
         self.batches = 0
+        service.owns = self.owns
+
+    def owns(self, complaint_id: str) -> bool:
+        """Whether the complaint's partition is ours: messages are keyed by complaint_id and placed
+        by the default partitioner (murmur2, as Kafka's Java client and kafka-python do)."""
+        partitions = sorted(self.consumer.partitions_for_topic(self.settings.topic) or ())
+        if not partitions:
+            return False
+        mine = {tp.partition for tp in self.consumer.assignment() if tp.topic == self.settings.topic}
+        return partitions[(murmur2(complaint_id.encode()) & 0x7FFFFFFF) % len(partitions)] in mine
 
     def seek_to_stored(self, partitions: Any) -> None:
         for tp in partitions:
@@ -69,13 +80,14 @@ class InboundConsumer:
             outcomes = self.service.ingest(
                 [m.value for m in messages], positions=positions,
                 sources=[f"{m.topic}/{m.partition}/{m.offset}" for m in messages])
-        except IntegrityError:
+        except IntegrityError as error:
             # Another consumer applied these positions (a rebalance overtook us): drop what we
             # hold and carry on from the store's positions.
             if self.app.repository.cache is not None:
                 self.app.repository.cache.clear()
             self.seek_to_stored(self.consumer.assignment())
-            log.warning(json.dumps({"event": "batch_superseded", "messages": len(messages)}))
+            log.warning(json.dumps({"event": "batch_superseded", "messages": len(messages),
+                                    "error": str(error).splitlines()[0][:300]}))
             return Counter()
         counts = Counter(o.result for o in outcomes)
         self.batches += 1

@@ -9,6 +9,7 @@ from __future__ import annotations
 import heapq
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from collections.abc import Callable
 from typing import Any
 
 from eventsourcing.application import AggregateNotFoundError
@@ -88,6 +89,9 @@ class IngestService:
         if watcher not in ("event", "wall"):
             raise ValueError(f"watcher must be 'event' or 'wall', not {watcher!r}")
         self.app, self.policy, self.watcher = app, policy, watcher
+        # Which complaints this process may write besides those its events name. With Kafka, only
+        # complaints in its own partitions: one writer per complaint keeps cached aggregates fresh.
+        self.owns: Callable[[str], bool] = lambda complaint_id: True
         default = policy.file_lateness_seconds if watcher == "event" else policy.live_lateness_seconds
         self.lateness = timedelta(seconds=default if lateness_seconds is None else lateness_seconds)
 
@@ -128,19 +132,19 @@ class IngestService:
 
         outcomes = []
         for i, (raw, item) in enumerate(zip(raws, parsed)):
-            source = sources[i] if sources else source
+            origin = sources[i] if sources else source
             if isinstance(item, Rejected):
-                outcomes.append(self._refuse(batch, raw, item, None, source))
+                outcomes.append(self._refuse(batch, raw, item, None, origin))
                 continue
             env = item
             if env.event_id in already or env.event_id in batch.seen:
-                batch.others.append(DuplicateDelivery(env.event_id, env.complaint_id, env.type, source))
+                batch.others.append(DuplicateDelivery(env.event_id, env.complaint_id, env.type, origin))
                 outcomes.append(Outcome(DUPLICATE, raw, event_id=env.event_id, type=env.type))
                 continue
             try:
                 complaint, repeat_of = self._decide(batch, env)
             except Rejected as refusal:
-                outcomes.append(self._refuse(batch, raw, refusal, env, source))
+                outcomes.append(self._refuse(batch, raw, refusal, env, origin))
                 continue
             if self.watcher == "event":
                 candidate = env.occurred_at - self.lateness
@@ -192,13 +196,20 @@ class IngestService:
     def _record_missed(self, batch: _Batch, due: list[tuple[int, str]], clock: datetime) -> None:
         """Every deadline strictly earlier than the clock, not yet resolved, is recorded as missed."""
         limit = to_us(clock)
+        others = []
         while due and due[0][0] < limit:
-            _, complaint_id = heapq.heappop(due)
+            entry = heapq.heappop(due)
+            complaint_id = entry[1]
+            if not self.owns(complaint_id):
+                others.append(entry)  # its owner records it
+                continue
             complaint = batch.complaint(complaint_id)
             if complaint is not None and complaint.is_overdue(clock):
                 complaint.miss_deadline()
             if complaint is None or complaint.first_resolved_at is not None or complaint.deadline_missed:
                 batch.index.deadlines[complaint_id] = None
+        for entry in others:
+            heapq.heappush(due, entry)
 
     def _refuse(self, batch: _Batch, raw: str, refusal: Rejected, env: Envelope | None,
                 source: str) -> Outcome:

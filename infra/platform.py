@@ -59,7 +59,7 @@ class Platform:
             batch.clear()
 
         for line in lines:
-            if (line.strip() if isinstance(line, str) else line.strip()):
+            if line.strip():
                 batch.append(line)
                 if len(batch) >= batch_size:
                     flush()

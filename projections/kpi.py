@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from eventsourcing.persistence import Tracking
+from eventsourcing.persistence import IntegrityError, Tracking
 from eventsourcing.postgres import PostgresTrackingRecorder
 from eventsourcing.projection import Projection
 from eventsourcing.sqlite import SQLiteTrackingRecorder
@@ -56,6 +56,7 @@ TABLES = [
     "CREATE TABLE IF NOT EXISTS kpi_ingest (type TEXT NOT NULL, result TEXT NOT NULL,"
     " reason TEXT NOT NULL, n BIGINT NOT NULL, PRIMARY KEY (type, result, reason))",
 ]
+VIEW_WRITER_LOCK = 7_270_128
 VIEW_TABLES = ("kpi_complaints", "kpi_daily", "kpi_penalties", "kpi_ingest")
 
 
@@ -123,11 +124,22 @@ class KpiViewMixin:
     datastore: Any
     policy: Policy
 
-    def process(self, items: Sequence[tuple[Any, Tracking]]) -> None:
-        """Apply a batch of recorded events and its last tracking record in one transaction."""
+    def process(self, items: Sequence[tuple[Any, Tracking]], after: int | None = None) -> None:
+        """Apply a batch of recorded events and its last tracking record in one transaction.
+
+        `after` is the position the batch was read from. Tracking records only move forward, but
+        two processes catching up at once could both read from 0 and the later one apply events the
+        earlier already applied; so view writers are serialised and the start is checked."""
         if not items:
             return
         with self.datastore.transaction(commit=True) as c:
+            if after is not None:
+                if self.dialect.postgres:
+                    self.dialect.execute(c, "SELECT pg_advisory_xact_lock(?)", (VIEW_WRITER_LOCK,))
+                name = items[-1][1].application_name
+                current = self._max_tracking_id(name, c) or 0  # type: ignore[attr-defined]
+                if current != after:
+                    raise IntegrityError(f"read model moved from {after} to {current} meanwhile")
             batch = _BatchFacts(self.dialect, c)
             needed = set()
             for event, _ in items:

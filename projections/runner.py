@@ -37,7 +37,8 @@ def catch_up(app: RecoveryApplication, view: KpiViewMixin, batch_size: int = 200
         if not notifications:
             return done
         try:
-            view.process([(app.mapper.to_domain_event(n), Tracking(app.name, n.id)) for n in notifications])
+            view.process([(app.mapper.to_domain_event(n), Tracking(app.name, n.id)) for n in notifications],
+                         after=last)
         except IntegrityError:
             # Another process applied (some of) these first: its transaction won, ours rolled
             # back whole. Re-read the position and go on from there.

@@ -217,3 +217,20 @@ def test_results_do_not_depend_on_batch_size(tmp_path, policy):
         finally:
             p.close()
     assert reports[0] == reports[1] == reports[2]
+
+
+def test_a_catch_up_that_read_a_stale_position_is_refused_not_applied_twice(platform):
+    """Two processes catching up at once both read position 0; the slower must not re-apply."""
+    from eventsourcing.persistence import IntegrityError, Tracking
+
+    f = Feed()
+    f.received("C1", "2026-11-02T09:00:00+08:00")
+    f.received("C2", "2026-11-02T09:10:00+08:00")
+    platform.service.ingest(f.lines)
+    app = platform.app
+    stale = [(app.mapper.to_domain_event(n), Tracking(app.name, n.id))
+             for n in app.recorder.select_notifications(start=1, limit=10)]
+    platform.view.process(stale[:1], after=0)  # the faster process applied the first event
+    with pytest.raises(IntegrityError):
+        platform.view.process(stale, after=0)  # the slower one read from 0 too
+    assert report(platform)["totals"]["received"] == 2

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 import uuid
 from pathlib import Path
 
@@ -109,6 +110,20 @@ def stop(proc: subprocess.Popen) -> str:
     return Path(proc.log_path).read_text()  # type: ignore[attr-defined]
 
 
+@contextmanager
+def serving(url: str, env: dict[str, str], batch: int = 100, count: int = 1):
+    """`recovery serve` processes for the block; SIGTERM at its end must stop them cleanly."""
+    procs = [start_serve(url, env, batch) for _ in range(count)]
+    try:
+        yield procs
+        for p in procs:
+            p.logs = stop(p)  # type: ignore[attr-defined]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+
+
 def file_reference(tmp_path: Path, lines: list[str]) -> dict:
     url = f"sqlite:///{tmp_path / 'reference.db'}"
     platform = Platform(url)
@@ -135,15 +150,10 @@ def read_topic(bootstrap: str, topic: str, expected: int, timeout: float = 30.0)
 def test_serve_gives_the_file_numbers_and_routes_poison_to_the_dead_letter_topic(postgres_url, topics, tmp_path):
     env = topics(1)
     lines = november_history().lines
-    proc = start_serve(postgres_url, env, batch=5)
-    try:
+    with serving(postgres_url, env, batch=5) as (proc,):
         produce(env["RECOVERY_KAFKA_BOOTSTRAP"], env["RECOVERY_KAFKA_TOPIC"], lines)
         wait_for(lambda: ingested(postgres_url) == len(lines), procs=(proc,))
-        err = stop(proc)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert '"event": "batch"' in err  # one structured line per batch
+    assert '"event": "batch"' in proc.logs  # one structured line per batch
     live, reference = report(postgres_url), file_reference(tmp_path, lines)
     assert live["totals"] == reference["totals"] and live["penalties"] == reference["penalties"]
     assert live["ingest"] == reference["ingest"] and live["ingest"]["rejected"] == 4
@@ -171,14 +181,9 @@ def test_sigkill_during_batches_then_restart_equals_an_uninterrupted_run(postgre
         finally:
             proc.send_signal(signal.SIGKILL)
             proc.wait()
-    proc = start_serve(postgres_url, env, batch=40)
-    try:
+    with serving(postgres_url, env, batch=40) as (proc,):
         wait_for(lambda: ingested(postgres_url) == len(lines), procs=(proc,))
         time.sleep(1.0)  # let the relay drain
-        stop(proc)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     live, reference = report(postgres_url), file_reference(tmp_path, lines)
     assert live["totals"] == reference["totals"]
     assert live["groups"] == reference["groups"]
@@ -200,17 +205,11 @@ def test_sigkill_during_batches_then_restart_equals_an_uninterrupted_run(postgre
 def test_two_consumers_in_one_group_split_partitions_and_give_the_same_totals(postgres_url, topics, tmp_path):
     env = topics(4)
     lines = generate(seed=5, complaints=300)
-    procs = [start_serve(postgres_url, env, batch=30) for _ in range(2)]
-    try:
+    with serving(postgres_url, env, batch=30, count=2) as procs:
         time.sleep(4)  # both join the group before traffic starts
         produce(env["RECOVERY_KAFKA_BOOTSTRAP"], env["RECOVERY_KAFKA_TOPIC"], lines)
         wait_for(lambda: ingested(postgres_url) == len(lines), procs=tuple(procs))
-        logs = [stop(p) for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-    assert all('"event": "batch"' in log for log in logs), "both processes consumed"
+    assert all('"event": "batch"' in p.logs for p in procs), "both processes consumed"
     live, reference = report(postgres_url), file_reference(tmp_path, lines)
     # Per-complaint results do not depend on how partitions interleave.
     for key in ("received", "resolved", "closed", "compensation_total", "satisfied"):
@@ -221,14 +220,9 @@ def test_two_consumers_in_one_group_split_partitions_and_give_the_same_totals(po
 def test_duplicate_messages_are_counted_once(postgres_url, topics):
     env = topics(2)
     lines = november_history().lines
-    proc = start_serve(postgres_url, env, batch=10)
-    try:
+    with serving(postgres_url, env, batch=10) as (proc,):
         produce(env["RECOVERY_KAFKA_BOOTSTRAP"], env["RECOVERY_KAFKA_TOPIC"], lines + lines)
         wait_for(lambda: ingested(postgres_url) == 2 * len(lines), procs=(proc,))
-        stop(proc)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     i = report(postgres_url)["ingest"]
     assert (i["accepted"], i["duplicates"], i["rejected"]) == (31, 1 + 32, 8)
 
@@ -236,8 +230,7 @@ def test_duplicate_messages_are_counted_once(postgres_url, topics):
 def test_dlq_replay_resends_dead_letters_to_the_inbound_topic(postgres_url, topics):
     env = topics(1)
     lines = november_history().lines
-    proc = start_serve(postgres_url, env, batch=50)
-    try:
+    with serving(postgres_url, env, batch=50) as (proc,):
         produce(env["RECOVERY_KAFKA_BOOTSTRAP"], env["RECOVERY_KAFKA_TOPIC"], lines)
         wait_for(lambda: ingested(postgres_url) == len(lines), procs=(proc,))
         wait_for(lambda: len(read_topic(env["RECOVERY_KAFKA_BOOTSTRAP"], env["RECOVERY_KAFKA_DLQ_TOPIC"], 4, 10)) == 4)
@@ -247,10 +240,6 @@ def test_dlq_replay_resends_dead_letters_to_the_inbound_topic(postgres_url, topi
         assert "replayed 4 dead letters" in replay.stdout
         # refused again (nothing was fixed upstream), counted again, and nothing else changes
         wait_for(lambda: ingested(postgres_url) == len(lines) + 4, procs=(proc,))
-        stop(proc)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     i = report(postgres_url)["ingest"]
     assert (i["accepted"], i["rejected"]) == (31, 8)
     inbound = read_topic(env["RECOVERY_KAFKA_BOOTSTRAP"], env["RECOVERY_KAFKA_TOPIC"], len(lines) + 4)

@@ -7,7 +7,8 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from eventsourcing.persistence import IntegrityError, OperationalError
+import psycopg
+from eventsourcing.persistence import PersistenceError
 
 from domain.policy import Policy, load_policy
 from infra.ingest import Outcome, IngestService
@@ -25,10 +26,11 @@ class Platform:
                 self.app = RecoveryApplication(self.url)
                 self.view: KpiViewMixin = open_view(self.app, self.policy)
                 break
-            except (IntegrityError, OperationalError):
+            except (PersistenceError, psycopg.errors.InternalError):
                 # Schema creation at start-up can collide with another process: two creators race
-                # in PostgreSQL's catalogue (CREATE ... IF NOT EXISTS is not atomic there), or a
-                # CREATE INDEX deadlocks with a running writer's table lock. The loser tries again.
+                # in PostgreSQL's catalogue (CREATE ... IF NOT EXISTS is not atomic there: unique
+                # violations, "tuple concurrently updated"), or a CREATE INDEX deadlocks with a
+                # running writer's table lock. The loser tries again; a lasting fault still fails.
                 if attempt == 5:
                     raise
                 time.sleep(0.2 * attempt)

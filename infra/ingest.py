@@ -196,20 +196,15 @@ class IngestService:
     def _record_missed(self, batch: _Batch, due: list[tuple[int, str]], clock: datetime) -> None:
         """Every deadline strictly earlier than the clock, not yet resolved, is recorded as missed."""
         limit = to_us(clock)
-        others = []
         while due and due[0][0] < limit:
-            entry = heapq.heappop(due)
-            complaint_id = entry[1]
+            _, complaint_id = heapq.heappop(due)
             if not self.owns(complaint_id):
-                others.append(entry)  # its owner records it
-                continue
+                continue  # another process's complaint: it stays in the index for its owner
             complaint = batch.complaint(complaint_id)
             if complaint is not None and complaint.is_overdue(clock):
                 complaint.miss_deadline()
             if complaint is None or complaint.first_resolved_at is not None or complaint.deadline_missed:
                 batch.index.deadlines[complaint_id] = None
-        for entry in others:
-            heapq.heappush(due, entry)
 
     def _refuse(self, batch: _Batch, raw: str, refusal: Rejected, env: Envelope | None,
                 source: str) -> Outcome:

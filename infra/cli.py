@@ -1,4 +1,4 @@
-"""`recovery` command line: ingest, report, demo."""
+"""`recovery` command line: ingest, report, serve, metrics, dlq replay, demo."""
 
 from __future__ import annotations
 
@@ -118,6 +118,31 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return serve()
 
 
+def cmd_metrics(args: argparse.Namespace) -> int:
+    import logging
+    import signal
+    import threading
+
+    from infra.http import MetricsServer
+    from infra.platform import Platform
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    platform = Platform()
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    signal.signal(signal.SIGINT, lambda *_: stopping.set())
+    server = MetricsServer(platform, host=args.host, port=args.port).start()
+    print(f"serving /metrics, /healthz, /readyz on http://{args.host}:{server.port}", flush=True)
+    try:
+        while not stopping.is_set():
+            platform.catch_up()  # keeps the read model current while another process ingests
+            stopping.wait(args.interval)
+    finally:
+        server.stop()
+        platform.close()
+    return 0
+
+
 def cmd_dlq_replay(args: argparse.Namespace) -> int:
     from consumers.dlq import replay_dead_letters
     from consumers.settings import KafkaSettings
@@ -146,6 +171,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="consume Kafka, keep projections, relay the outbox, watch deadlines")
     serve.set_defaults(func=cmd_serve)
+
+    metrics = sub.add_parser("metrics", help="serve /metrics, /healthz, /readyz over the store (no Kafka)")
+    metrics.add_argument("--port", type=int, default=9477)
+    metrics.add_argument("--host", default="127.0.0.1")
+    metrics.add_argument("--interval", type=float, default=5.0, help="seconds between read-model catch-ups")
+    metrics.set_defaults(func=cmd_metrics)
 
     dlq = sub.add_parser("dlq", help="dead-letter topic tools")
     dlq_sub = dlq.add_subparsers(dest="dlq_command", required=True)

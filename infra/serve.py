@@ -13,8 +13,10 @@ from typing import Any
 from kafka import KafkaProducer
 
 from consumers.inbound import InboundConsumer
+from consumers.lag import ConsumerLagCollector
 from consumers.outbox import OutboxRelay
 from consumers.settings import KafkaSettings
+from infra.http import MetricsServer
 from infra.platform import Platform
 
 log = logging.getLogger("recovery.serve")
@@ -62,11 +64,14 @@ def serve(settings: KafkaSettings | None = None, tick_seconds: float = 5.0) -> i
     producer = KafkaProducer(**settings.producer_config())
     relay = OutboxRelay(platform.app, producer, settings)
     leadership = _RelayLeadership(platform)
+    lag = ConsumerLagCollector()
+    metrics = _start_metrics(platform, lag)
     last_tick, last_claim = 0.0, 0.0
     log.info('{"event": "started", "topic": "%s", "group": "%s"}', settings.topic, settings.group)
     try:
         while not stopping["flag"]:
             counts = consumer.step()
+            lag.update(consumer.consumer)
             now = time.monotonic()
             if settings.watcher == "wall" and now - last_tick >= tick_seconds:
                 platform.service.tick()
@@ -81,9 +86,25 @@ def serve(settings: KafkaSettings | None = None, tick_seconds: float = 5.0) -> i
             if not counts:
                 time.sleep(0.01)
     finally:
+        if metrics:
+            metrics.stop()
         consumer.close()
         producer.close()
         leadership.release()
         platform.close()
     log.info('{"event": "stopped"}')
     return 0
+
+
+def _start_metrics(platform: Platform, lag: ConsumerLagCollector) -> MetricsServer | None:
+    """/metrics, /healthz and /readyz on RECOVERY_METRICS_PORT (default 9477; `off` for none)."""
+    import os
+
+    port = os.environ.get("RECOVERY_METRICS_PORT") or "9477"
+    if port.lower() == "off":
+        return None
+    if not port.isdigit():
+        raise ValueError(f"RECOVERY_METRICS_PORT must be a port number or 'off', got {port!r}")
+    server = MetricsServer(platform, host=os.environ.get("RECOVERY_METRICS_HOST") or "0.0.0.0", port=int(port))
+    server.registry.register(lag)
+    return server.start()

@@ -33,8 +33,8 @@ COUNTERS = (
     "first_contact_resolved", "satisfied", "satisfaction_answered", "compensation_fen",
     *(f"compensation_{k}_fen" for k in COMPENSATION_KINDS),
     *OUTCOMES, "recovered_satisfied", "service_fault", "service_fault_satisfied",
-    "quiet_hours_violations", "deadline_missed", "major_batch",
-    *bucket_names("response"), *bucket_names("resolution"),
+    "quiet_hours_violations", "deadline_missed", "major_batch", "overdue",
+    *bucket_names("response"), *bucket_names("resolution"), "response_seconds", "resolution_seconds",
 )
 
 
@@ -124,11 +124,16 @@ def contributions(f: Facts) -> dict[str, int]:
     if resolved:
         on_time = f.first_resolved_at <= f.deadline
         c["on_time" if on_time else "late"] = 1
-        c[_bucket("resolution", (f.first_resolved_at - f.received_at) / 1e6)] = 1
+        seconds = (f.first_resolved_at - f.received_at) / 1e6
+        c[_bucket("resolution", seconds)], c["resolution_seconds"] = 1, round(seconds)
     elif f.missed:
         c["late"] = 1
+    # Open past its deadline: the watcher recorded the miss and nothing has resolved or closed it
+    # since (a reopened complaint does not start a new clock, SPEC §3.1).
+    c["overdue"] = int(bool(f.missed) and not resolved and f.status != "closed")
     if f.first_response_at is not None:
-        c[_bucket("response", (f.first_response_at - f.received_at) / 1e6)] = 1
+        seconds = (f.first_response_at - f.received_at) / 1e6
+        c[_bucket("response", seconds)], c["response_seconds"] = 1, round(seconds)
     c["first_contact_resolved"] = int(
         resolved and f.first_outcome in ("resolved", "partially_resolved") and not f.transferred
         and not is_repeat
@@ -161,6 +166,7 @@ class Penalty:
     reason: str  # deadline_missed, service_fault, repeat_handling_fault, unrecorded
     role: str  # handler, team_lead, channel_supervisor, department_head, unit
     who: str
+    unit: str  # the unit it is charged to: the complaint's unit, or the unit penalised itself
     at: int
     amount_fen: int = 0
     points_centi: int = 0
@@ -223,7 +229,7 @@ class FactsUpdater:
         self._detect_major_batch(f)
         penalties = []
         if d.get("unrecorded_by_unit"):
-            penalties.append(Penalty(f.uuid, "unrecorded", "unit", d["unrecorded_by_unit"], at,
+            penalties.append(Penalty(f.uuid, "unrecorded", "unit", d["unrecorded_by_unit"], d["unrecorded_by_unit"], at,
                                      points_centi=fen(self.policy.unrecorded_points)))
         if repeat_of:
             earlier = self.source.get(repeat_of)
@@ -249,7 +255,7 @@ class FactsUpdater:
             return []
         at = max(repeat.repeat_at, min(found))
         return [Penalty(repeat.uuid, "repeat_handling_fault", "department_head",
-                        original.department_head, at,
+                        original.department_head, original.unit, at,
                         fen(self.policy.repeat_handling_fault_department_head))]
 
     def _original(self, f: Facts) -> Facts:
@@ -268,7 +274,7 @@ class FactsUpdater:
         penalties = []
         if e.data["service_fault"] and not f.service_fault:
             f.service_fault = 1
-            penalties.append(Penalty(f.uuid, "service_fault", "handler", f.handler, at,
+            penalties.append(Penalty(f.uuid, "service_fault", "handler", f.handler, f.unit, at,
                                      fen(self.policy.service_fault_handler)))
         if e.data["handling_fault"] and f.handling_fault_at is None:
             f.handling_fault_at = at
@@ -324,10 +330,10 @@ class FactsUpdater:
         f.missed = 1
         p = self.policy
         penalties = [
-            Penalty(f.uuid, "deadline_missed", "handler", f.handler, at, fen(p.deadline_missed_handler)),
-            Penalty(f.uuid, "deadline_missed", "team_lead", f.team_lead, at, fen(p.deadline_missed_team_lead)),
+            Penalty(f.uuid, "deadline_missed", "handler", f.handler, f.unit, at, fen(p.deadline_missed_handler)),
+            Penalty(f.uuid, "deadline_missed", "team_lead", f.team_lead, f.unit, at, fen(p.deadline_missed_team_lead)),
         ]
         if f.channel in p.supervised_channels and f.channel_supervisor:
             penalties.append(Penalty(f.uuid, "deadline_missed", "channel_supervisor",
-                                     f.channel_supervisor, at, fen(p.deadline_missed_channel_supervisor)))
+                                     f.channel_supervisor, f.unit, at, fen(p.deadline_missed_channel_supervisor)))
         return penalties

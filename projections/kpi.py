@@ -48,16 +48,24 @@ TABLES = [
     "CREATE TABLE IF NOT EXISTS kpi_daily (day TEXT NOT NULL, dim TEXT NOT NULL, key TEXT NOT NULL, "
     + ", ".join(f"{c} BIGINT NOT NULL DEFAULT 0" for c in COUNTERS)
     + ", PRIMARY KEY (dim, key, day))",
+    # All-time counters per tier and region: the backlog and the time distributions, whose size
+    # does not grow with the number of complaints (what /metrics reads).
+    "CREATE TABLE IF NOT EXISTS kpi_totals (tier TEXT NOT NULL, region TEXT NOT NULL, "
+    + ", ".join(f"{c} BIGINT NOT NULL DEFAULT 0" for c in COUNTERS)
+    + ", PRIMARY KEY (tier, region))",
     "CREATE TABLE IF NOT EXISTS kpi_penalties (complaint TEXT NOT NULL, reason TEXT NOT NULL,"
-    " role TEXT NOT NULL, who TEXT NOT NULL, at BIGINT NOT NULL, day TEXT NOT NULL,"
+    " role TEXT NOT NULL, who TEXT NOT NULL, unit TEXT NOT NULL, at BIGINT NOT NULL, day TEXT NOT NULL,"
     " month TEXT NOT NULL, amount_fen BIGINT NOT NULL, points_centi BIGINT NOT NULL,"
     " PRIMARY KEY (complaint, reason, role))",
     "CREATE INDEX IF NOT EXISTS kpi_penalties_day ON kpi_penalties (day)",
+    "CREATE TABLE IF NOT EXISTS kpi_penalty_totals (month TEXT NOT NULL, unit TEXT NOT NULL,"
+    " reason TEXT NOT NULL, n BIGINT NOT NULL, amount_fen BIGINT NOT NULL, points_centi BIGINT NOT NULL,"
+    " PRIMARY KEY (month, unit, reason))",
     "CREATE TABLE IF NOT EXISTS kpi_ingest (type TEXT NOT NULL, result TEXT NOT NULL,"
     " reason TEXT NOT NULL, n BIGINT NOT NULL, PRIMARY KEY (type, result, reason))",
 ]
 VIEW_WRITER_LOCK = 7_270_128
-VIEW_TABLES = ("kpi_complaints", "kpi_daily", "kpi_penalties", "kpi_ingest")
+VIEW_TABLES = ("kpi_complaints", "kpi_daily", "kpi_totals", "kpi_penalties", "kpi_penalty_totals", "kpi_ingest")
 
 
 class _BatchFacts:
@@ -177,6 +185,7 @@ class KpiViewMixin:
 
     def _write_facts(self, c: Any, batch: _BatchFacts) -> None:
         deltas: dict[tuple[str, str, str], dict[str, int]] = {}
+        totals: dict[tuple[str, str], dict[str, int]] = {}
         changed = []
         for uuid, f in batch.facts.items():
             if f is None:
@@ -188,8 +197,10 @@ class KpiViewMixin:
                 changed.append(f)
             if not delta:
                 continue
-            for dim, key in (("all", ""), *((d, str(getattr(f, d))) for d in DIMENSIONS)):
-                row = deltas.setdefault((f.day, dim, key), defaultdict(int))
+            rows = [deltas.setdefault((f.day, dim, key), defaultdict(int))
+                    for dim, key in (("all", ""), *((d, str(getattr(f, d))) for d in DIMENSIONS))]
+            rows.append(totals.setdefault((f.tier, f.region), defaultdict(int)))
+            for row in rows:
                 for k, v in delta.items():
                     row[k] += v
         self.dialect.executemany(
@@ -206,13 +217,27 @@ class KpiViewMixin:
             + ", ".join(f"{k} = kpi_daily.{k} + excluded.{k}" for k in COUNTERS),
             [[day, dim, key, *(row.get(k, 0) for k in COUNTERS)] for (day, dim, key), row in deltas.items()],
         )
+        self.dialect.executemany(
+            c,
+            f"INSERT INTO kpi_totals (tier, region, {', '.join(COUNTERS)}) "
+            f"VALUES ({self.dialect.in_list(2 + len(COUNTERS))}) ON CONFLICT (tier, region) DO UPDATE SET "
+            + ", ".join(f"{k} = kpi_totals.{k} + excluded.{k}" for k in COUNTERS),
+            [[tier, region, *(row.get(k, 0) for k in COUNTERS)] for (tier, region), row in totals.items()],
+        )
 
     def _write_penalties(self, c: Any, penalties: list[Penalty]) -> None:
         """Once per complaint, trigger and role; unrecorded points stop at the monthly cap (扣完为止)."""
         cap = int(self.policy.unrecorded_monthly_points_cap * 100)
         used: dict[tuple[str, str], int] = {}
+        # Only triggers not assessed before count toward the monthly totals.
+        seen = {(r["complaint"], r["reason"], r["role"]) for r in self.dialect.rows_in(
+            c, "SELECT complaint, reason, role FROM kpi_penalties", "complaint", sorted({p.complaint for p in penalties}))}
         rows = []
+        totals: dict[tuple[str, str, str], list[int]] = {}
         for p in penalties:
+            if (p.complaint, p.reason, p.role) in seen:
+                continue
+            seen.add((p.complaint, p.reason, p.role))
             local = from_us(p.at).astimezone(self.policy.timezone)
             day, month = local.date().isoformat(), local.strftime("%Y-%m")
             points = p.points_centi
@@ -225,9 +250,19 @@ class KpiViewMixin:
                     used[key] = int(total[0]["s"])
                 points = max(0, min(points, cap - used[key]))
                 used[key] += points
-            rows.append((p.complaint, p.reason, p.role, p.who, p.at, day, month, p.amount_fen, points))
+            rows.append((p.complaint, p.reason, p.role, p.who, p.unit, p.at, day, month, p.amount_fen, points))
+            total = totals.setdefault((month, p.unit, p.reason), [0, 0, 0])
+            total[0] += 1
+            total[1] += p.amount_fen
+            total[2] += points
         self.dialect.executemany(
-            c, "INSERT INTO kpi_penalties VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING", rows)
+            c, "INSERT INTO kpi_penalties (complaint, reason, role, who, unit, at, day, month, amount_fen,"
+            " points_centi) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        self.dialect.executemany(
+            c, "INSERT INTO kpi_penalty_totals VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (month, unit, reason) DO UPDATE"
+            " SET n = kpi_penalty_totals.n + excluded.n, amount_fen = kpi_penalty_totals.amount_fen"
+            " + excluded.amount_fen, points_centi = kpi_penalty_totals.points_centi + excluded.points_centi",
+            [(*k, *v) for k, v in totals.items()])
 
 
 class SQLiteKpiView(KpiViewMixin, SQLiteTrackingRecorder):

@@ -48,7 +48,7 @@ def rates(c: dict[str, int]) -> dict[str, Any]:
     return out
 
 
-def _sum_counters(dialect: Dialect, cursor: Any, dim: str, start: str, end: str) -> list[dict[str, Any]]:
+def sum_counters(dialect: Dialect, cursor: Any, dim: str, start: str, end: str) -> list[dict[str, Any]]:
     sums = ", ".join(f"SUM({k}) AS {k}" for k in COUNTERS)
     rows = dialect.rows(
         cursor,
@@ -71,7 +71,7 @@ def build_report(dialect: Dialect, datastore: Any, policy: Policy, start: date |
             start = start or (date.fromisoformat(span["lo"]) if span["lo"] else clock.now().astimezone(policy.timezone).date().replace(day=1))
             end = end or (date.fromisoformat(span["hi"]) if span["hi"] else start)
         lo, hi = start.isoformat(), end.isoformat()
-        totals = _sum_counters(dialect, c, "all", lo, hi)
+        totals = sum_counters(dialect, c, "all", lo, hi)
         report: dict[str, Any] = {
             "from": lo, "to": hi, "timezone": policy.timezone.key,
             "totals": rates(totals[0] if totals else {}),
@@ -81,7 +81,7 @@ def build_report(dialect: Dialect, datastore: Any, policy: Policy, start: date |
             report["by"] = by
             report["groups"] = [
                 {"key": row["key"], **rates(row)}
-                for row in _sum_counters(dialect, c, by, lo, hi)
+                for row in sum_counters(dialect, c, by, lo, hi)
             ]
         report["penalties"] = _penalties(dialect, c, lo, hi)
         report["ingest"] = _ingest(dialect, c)

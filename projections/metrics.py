@@ -1,0 +1,197 @@
+"""Prometheus metrics read from the pre-aggregated KPI tables at each scrape.
+
+A scrape reads tables whose size depends on the organisation (tiers, regions, units, days of two
+months), never on how many complaints or events are stored, so it costs the same with a thousand
+complaints or a million. Every rate comes from `report.rates()`, the one place rates are computed.
+
+Months are labelled `current` and `previous` (policy time zone, cohort = month received; penalties
+by the month of their trigger), so dashboards and alerts need no date arithmetic;
+`recovery_month_info` tells which calendar months they are. Everything here is derived from the
+store, so every replica exposes the same values: dashboards aggregate with `max`, never `sum`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, timedelta
+from decimal import Decimal
+from typing import Any
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from domain import clock
+from domain.policy import Policy
+from projections.facts import COUNTERS, HOUR_BUCKETS
+from projections.report import rates, sum_counters
+
+RATES = (  # metric name, report field
+    ("recovery_repeat_ratio", "repeat_rate", "Repeat complaints / complaints received"),
+    ("recovery_upgraded_ratio", "upgraded_rate", "Upgraded complaints / complaints received"),
+    ("recovery_timely_ratio", "timely_rate", "Resolved on time / (on time + late)"),
+    ("recovery_first_contact_resolution_ratio", "fcr_rate", "First-contact resolved / resolved"),
+    ("recovery_satisfaction_ratio", "satisfaction_rate", "Satisfied / closed with an answer"),
+    ("recovery_recovered_ratio", "recovery_rate", "Recovered / closed with a known outcome"),
+)
+TIMES = (("recovery_time_to_first_response_seconds", "response", "Received to first customer contact"),
+         ("recovery_time_to_resolution_seconds", "resolution", "Received to first resolved"))
+
+
+def month_start(day: date, months_back: int = 0) -> date:
+    first = day.replace(day=1)
+    for _ in range(months_back):
+        first = (first - timedelta(days=1)).replace(day=1)
+    return first
+
+
+def month_end(first: date) -> date:
+    return (first + timedelta(days=32)).replace(day=1) - timedelta(days=1)
+
+
+def yuan(fen: int) -> float:
+    return float(Decimal(fen) / 100)
+
+
+@dataclass(frozen=True)
+class ProjectionLag:
+    events: int
+    seconds: float
+
+
+def projection_lag(app: Any, view: Any) -> ProjectionLag:
+    """How far the KPI view is behind the event store: events not applied yet, and for how long the
+    oldest of them has been waiting (0 when caught up)."""
+    position = view.max_tracking_id(app.name) or 0
+    newest = app.recorder.max_notification_id() or 0
+    if newest <= position:
+        return ProjectionLag(0, 0.0)
+    waiting = app.recorder.select_notifications(start=position + 1, limit=1)
+    if not waiting:
+        return ProjectionLag(0, 0.0)
+    recorded = app.mapper.to_domain_event(waiting[0]).timestamp
+    return ProjectionLag(newest - position, max(0.0, (clock.now() - recorded).total_seconds()))
+
+
+class KpiCollector(Collector):
+    def __init__(self, app: Any, view: Any, policy: Policy):
+        self.app, self.view, self.policy = app, view, policy
+
+    def describe(self) -> list[Metric]:
+        return []  # collected per scrape from the store; nothing to run at registration
+
+    def collect(self) -> Iterator[Metric]:
+        dialect = self.app.dialect
+        today = clock.now().astimezone(self.policy.timezone).date()
+        months = {"current": month_start(today), "previous": month_start(today, 1)}
+        with self.app.datastore.transaction(commit=False) as c:
+            ingest = dialect.rows(c, "SELECT type, result, reason, n FROM kpi_ingest")
+            totals = dialect.rows(c, f"SELECT tier, region, {', '.join(COUNTERS)} FROM kpi_totals")
+            cohorts = {(label, dim): sum_counters(dialect, c, dim, first.isoformat(), month_end(first).isoformat())
+                       for label, first in months.items() for dim in ("all", "region", "unit")}
+            penalties = dialect.rows(
+                c, "SELECT month, unit, reason, n, amount_fen, points_centi FROM kpi_penalty_totals"
+                " WHERE month IN (?, ?)", [m.strftime("%Y-%m") for m in months.values()])
+        lag = projection_lag(self.app, self.view)
+
+        yield from self._ingest(ingest)
+        yield from self._backlog(totals)
+        yield from self._rates(months, cohorts)
+        yield from self._money(months, cohorts, penalties)
+        yield from self._times(totals)
+        lag_events = GaugeMetricFamily("recovery_projection_lag_events",
+                                       "Recorded events the KPI read model has not applied yet")
+        lag_events.add_metric([], lag.events)
+        lag_seconds = GaugeMetricFamily("recovery_projection_lag_seconds",
+                                        "Age of the oldest recorded event the KPI read model has not applied")
+        lag_seconds.add_metric([], lag.seconds)
+        yield lag_events
+        yield lag_seconds
+
+    def _ingest(self, rows: list[dict[str, Any]]) -> Iterator[Metric]:
+        family = CounterMetricFamily("recovery_inbound_events", "Inbound events by SPEC type and result "
+                                     "(accepted, duplicate, rejected with its reason code)",
+                                     labels=["type", "result", "reason"])
+        for r in sorted(rows, key=lambda r: (r["type"], r["result"], r["reason"])):
+            family.add_metric([r["type"], r["result"], r["reason"]], int(r["n"]))
+        yield family
+
+    def _backlog(self, rows: list[dict[str, Any]]) -> Iterator[Metric]:
+        open_ = GaugeMetricFamily("recovery_open_complaints", "Complaints received and not closed",
+                                  labels=["tier", "region"])
+        overdue = GaugeMetricFamily("recovery_overdue_complaints", "Open complaints whose resolution "
+                                    "deadline passed unresolved (recorded deadline_missed)", labels=["tier", "region"])
+        for r in sorted(rows, key=lambda r: (r["tier"], r["region"])):
+            open_.add_metric([r["tier"], r["region"]], int(r["open"]))
+            overdue.add_metric([r["tier"], r["region"]], int(r["overdue"]))
+        yield open_
+        yield overdue
+
+    def _rates(self, months: dict[str, date], cohorts: dict[tuple[str, str], list[dict[str, Any]]]) -> Iterator[Metric]:
+        info = GaugeMetricFamily("recovery_month_info", "Which calendar month each month label means "
+                                 f"(time zone {self.policy.timezone.key})", labels=["month", "calendar_month"])
+        for label, first in months.items():
+            info.add_metric([label, first.strftime("%Y-%m")], 1)
+        yield info
+        received = GaugeMetricFamily("recovery_received_complaints", "Complaints received in the month",
+                                     labels=["region", "month"])
+        families = [GaugeMetricFamily(name, f"{doc}, complaints received in the month (absent while "
+                                      "the denominator is 0)", labels=["region", "month"])
+                    for name, _, doc in RATES]
+        for label in months:
+            groups = [("all", row) for row in cohorts[(label, "all")]]
+            groups += [(row["key"], row) for row in cohorts[(label, "region")]]
+            for region, row in groups:
+                computed = rates(row)
+                received.add_metric([region, label], computed["received"])
+                for family, (_, field, _) in zip(families, RATES):
+                    if computed[field] is not None:
+                        family.add_metric([region, label], computed[field])
+        yield received
+        yield from families
+        target = GaugeMetricFamily("recovery_timely_ratio_target", "Policy target for the timely rate")
+        target.add_metric([], float(self.policy.timely_rate_target))
+        yield target
+
+    def _money(self, months: dict[str, date], cohorts: dict[tuple[str, str], list[dict[str, Any]]],
+               penalties: list[dict[str, Any]]) -> Iterator[Metric]:
+        paid = GaugeMetricFamily("recovery_compensation_cny", "Compensation paid on complaints received "
+                                 "in the month, by first-responsible unit (CNY)", labels=["unit", "month"])
+        for label in months:
+            for row in cohorts[(label, "unit")]:
+                paid.add_metric([row["key"], label], yuan(row["compensation_fen"]))
+        yield paid
+        label_of = {first.strftime("%Y-%m"): label for label, first in months.items()}
+        count = GaugeMetricFamily("recovery_penalties_assessed", "Penalties assessed in the month",
+                                  labels=["unit", "month", "reason"])
+        amount = GaugeMetricFamily("recovery_penalty_amount_cny", "Penalty money assessed in the month (CNY)",
+                                   labels=["unit", "month", "reason"])
+        points = GaugeMetricFamily("recovery_penalty_points", "Penalty points assessed in the month",
+                                   labels=["unit", "month", "reason"])
+        for r in sorted(penalties, key=lambda r: (r["month"], r["unit"], r["reason"])):
+            labels = [r["unit"], label_of[r["month"]], r["reason"]]
+            count.add_metric(labels, int(r["n"]))
+            amount.add_metric(labels, yuan(int(r["amount_fen"])))
+            points.add_metric(labels, yuan(int(r["points_centi"])))
+        yield count
+        yield amount
+        yield points
+
+    def _times(self, rows: list[dict[str, Any]]) -> Iterator[Metric]:
+        for name, prefix, doc in TIMES:
+            family = HistogramMetricFamily(name, f"{doc}, all complaints", labels=["tier"])
+            by_tier: dict[str, dict[str, int]] = {}
+            for r in rows:
+                tier = by_tier.setdefault(r["tier"], {})
+                for k in COUNTERS:
+                    if k.startswith(prefix):
+                        tier[k] = tier.get(k, 0) + int(r[k])
+            for tier, sums in sorted(by_tier.items()):
+                cumulative, buckets = 0, []
+                for hours in HOUR_BUCKETS:
+                    cumulative += sums[f"{prefix}_le_{hours}h"]
+                    buckets.append((f"{hours * 3600:.1f}", cumulative))
+                cumulative += sums[f"{prefix}_gt_{HOUR_BUCKETS[-1]}h"]
+                buckets.append(("+Inf", cumulative))
+                family.add_metric([tier], buckets, sum_value=sums[f"{prefix}_seconds"])
+            yield family

@@ -7,6 +7,8 @@ import json
 import logging
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as Timeout
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -31,13 +33,21 @@ class MetricsServer:
     """Serves in daemon threads; `stop()` closes the socket. Port 0 picks a free one (`.port`)."""
 
     def __init__(self, platform: Platform, host: str = "127.0.0.1", port: int = 9477,
-                 registry: CollectorRegistry | None = None, max_lag_seconds: float | None = None):
+                 registry: CollectorRegistry | None = None, max_lag_seconds: float | None = None,
+                 ready_timeout_seconds: float | None = None):
         self.platform = platform
         self.registry = registry or CollectorRegistry()
         self.registry.register(KpiCollector(platform.app, platform.view, platform.policy))
         self.max_lag_seconds = (max_lag_seconds if max_lag_seconds is not None
                                 else _float("RECOVERY_READY_MAX_LAG_SECONDS", 60.0))
-        self.httpd = ThreadingHTTPServer((host, port), self._handler())
+        self.ready_timeout = (ready_timeout_seconds if ready_timeout_seconds is not None
+                              else _float("RECOVERY_READY_TIMEOUT_SECONDS", 2.0))
+        # The store's client retries a lost database for minutes; a probe must answer in seconds.
+        self.probes = ThreadPoolExecutor(max_workers=2, thread_name_prefix="readyz")
+        try:
+            self.httpd = ThreadingHTTPServer((host, port), self._handler())
+        except OSError as e:
+            raise ValueError(f"cannot serve /metrics on {host}:{port}: {e.strerror or e}") from None
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
         self.thread = threading.Thread(target=self.httpd.serve_forever, name="metrics-http", daemon=True)
@@ -50,10 +60,13 @@ class MetricsServer:
     def stop(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+        self.probes.shutdown(wait=False, cancel_futures=True)
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         try:
-            lag = projection_lag(self.platform.app, self.platform.view)
+            lag = self.probes.submit(projection_lag, self.platform.app, self.platform.view).result(self.ready_timeout)
+        except Timeout:
+            return False, {"ready": False, "database": f"unreachable: no answer within {self.ready_timeout:g} s"}
         except Exception as e:  # noqa: BLE001 - any failure to read the store means not ready
             return False, {"ready": False, "database": f"unreachable: {type(e).__name__}: {e}".strip()}
         ready = lag.seconds <= self.max_lag_seconds

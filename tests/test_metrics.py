@@ -1,0 +1,201 @@
+"""/metrics, /healthz and /readyz over a store with hand-worked data: the November history of
+test_scenarios plus two October complaints, seen on 2026-11-25 (so November is `current`)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import urllib.error
+import urllib.request
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import psycopg
+import pytest
+from feed import Feed
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_server import ensure_installed
+from test_scenarios import november_history
+
+from domain import clock
+from infra.http import MetricsServer
+from infra.platform import Platform
+from projections.metrics import KpiCollector
+
+SEEN_AT = datetime(2026, 11, 25, 12, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
+
+
+def history() -> list[str]:
+    october = Feed()
+    # O1: resolved within the hour, closed satisfied and retained: on time, recovered.
+    october.received("O1", "2026-10-15T09:00:00+08:00", region="xuzhou", customer="cust-O1")
+    october.resolved("O1", "2026-10-15T10:00:00+08:00")
+    october.closed("O1", "2026-10-15T11:00:00+08:00", retained=True)
+    # O2: due 10-22 09:00, resolved 10-25: late; the miss costs h-1 100 and tl-1 50 in October.
+    october.received("O2", "2026-10-20T09:00:00+08:00", customer="cust-O2")
+    october.resolved("O2", "2026-10-25T09:00:00+08:00")
+    renamed = [json.dumps({**json.loads(line), "event_id": f"oct-{i}"}) for i, line in enumerate(october.lines)]
+    return renamed + november_history().lines
+
+
+@pytest.fixture
+def fixed_clock():
+    now = {"t": SEEN_AT}
+    previous = clock.use_clock(lambda: now["t"])
+    yield now
+    clock.use_clock(previous)
+
+
+@pytest.fixture
+def platform(store_url, fixed_clock):
+    p = Platform(store_url)
+    p.ingest_lines(history(), batch_size=7)
+    yield p
+    p.close()
+
+
+def samples(text: str) -> dict[tuple[str, frozenset], float]:
+    return {(s.name, frozenset(s.labels.items())): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def value(found: dict, name: str, **labels: str) -> float | None:
+    return found.get((name, frozenset(labels.items())))
+
+
+def scrape(platform: Platform) -> str:
+    registry = CollectorRegistry()
+    registry.register(KpiCollector(platform.app, platform.view, platform.policy))
+    return generate_latest(registry).decode()
+
+
+def test_exposition_gives_the_hand_worked_values(platform):
+    text = scrape(platform)
+    m = samples(text)
+    assert value(m, "recovery_month_info", month="current", calendar_month="2026-11") == 1
+    assert value(m, "recovery_month_info", month="previous", calendar_month="2026-10") == 1
+
+    # SPEC §4 rates of November's cohort: the same numbers as the report's hand-worked totals.
+    current = {"region": "all", "month": "current"}
+    assert value(m, "recovery_received_complaints", **current) == 9
+    assert value(m, "recovery_repeat_ratio", **current) == 0.2222
+    assert value(m, "recovery_upgraded_ratio", **current) == 0.3333
+    assert value(m, "recovery_timely_ratio", **current) == 0.7778
+    assert value(m, "recovery_first_contact_resolution_ratio", **current) == 0.375
+    assert value(m, "recovery_satisfaction_ratio", **current) == 0.6667
+    assert value(m, "recovery_recovered_ratio", **current) == 0.1667
+    assert value(m, "recovery_received_complaints", region="huaian", month="current") == 5
+    assert value(m, "recovery_timely_ratio", region="xuzhou", month="current") == 1.0
+    assert value(m, "recovery_timely_ratio_target") == 0.95
+    # October: O1 on time, O2 late; O2 never closed, so only O1 has a recovery outcome.
+    assert value(m, "recovery_timely_ratio", region="all", month="previous") == 0.5
+    assert value(m, "recovery_recovered_ratio", region="all", month="previous") == 1.0
+    assert value(m, "recovery_recovered_ratio", region="huaian", month="previous") is None  # 0/0: absent
+
+    # Backlog, all months: C2 resolved late but not closed (open, not overdue); C5 never resolved
+    # and its deadline missed (open and overdue); O2 resolved late, not closed.
+    assert value(m, "recovery_open_complaints", tier="vip", region="huaian") == 1
+    assert value(m, "recovery_overdue_complaints", tier="vip", region="huaian") == 0
+    assert value(m, "recovery_open_complaints", tier="standard", region="huaian") == 2
+    assert value(m, "recovery_overdue_complaints", tier="standard", region="huaian") == 1
+    assert value(m, "recovery_open_complaints", tier="standard", region="xuzhou") == 0
+    assert value(m, "recovery_open_complaints", tier="premium", region="xuzhou") == 0
+
+    # Money by unit and month: penalties by trigger month, compensation by cohort.
+    assert value(m, "recovery_compensation_cny", unit="huaian-store-1", month="current") == 80.0
+    assert value(m, "recovery_compensation_cny", unit="huaian-cs", month="current") == 0.0
+    nov = {"month": "current"}
+    assert value(m, "recovery_penalty_amount_cny", unit="huaian-cs", reason="deadline_missed", **nov) == 350.0
+    assert value(m, "recovery_penalties_assessed", unit="huaian-cs", reason="deadline_missed", **nov) == 5
+    assert value(m, "recovery_penalty_amount_cny", unit="huaian-cs", reason="repeat_handling_fault", **nov) == 300.0
+    assert value(m, "recovery_penalty_amount_cny", unit="huaian-store-1", reason="service_fault", **nov) == 100.0
+    assert value(m, "recovery_penalty_points", unit="xuzhou-cs", reason="unrecorded", **nov) == 0.02
+    assert value(m, "recovery_penalty_amount_cny", unit="huaian-cs", reason="deadline_missed",
+                 month="previous") == 150.0
+
+    # Inbound events by type and result; rejections carry their SPEC reason code.
+    assert value(m, "recovery_inbound_events_total", type="complaint.received", result="accepted", reason="") == 11
+    assert value(m, "recovery_inbound_events_total", type="complaint.closed", result="duplicate", reason="") == 1
+    assert value(m, "recovery_inbound_events_total", type="complaint.compensated", result="rejected",
+                 reason="over_authority") == 1
+    assert value(m, "recovery_inbound_events_total", type="complaint.responded", result="rejected",
+                 reason="unknown_complaint") == 1
+
+    # Time to resolution for vip: C1 in 3 h, C2 in 10 h.
+    vip = {"tier": "vip"}
+    assert value(m, "recovery_time_to_resolution_seconds_bucket", le="7200.0", **vip) == 0
+    assert value(m, "recovery_time_to_resolution_seconds_bucket", le="14400.0", **vip) == 1
+    assert value(m, "recovery_time_to_resolution_seconds_bucket", le="86400.0", **vip) == 2
+    assert value(m, "recovery_time_to_resolution_seconds_bucket", le="+Inf", **vip) == 2
+    assert value(m, "recovery_time_to_resolution_seconds_count", **vip) == 2
+    assert value(m, "recovery_time_to_resolution_seconds_sum", **vip) == 13 * 3600
+    # C7 first answered at 22:30 the same day (13.5 h), before its resolve the next morning.
+    assert value(m, "recovery_time_to_first_response_seconds_sum", tier="standard") == (
+        (6 + 23 + 13.5 + 3 + 1) + (1 + 5 * 24)) * 3600  # November's C3 C4 C7 C8 C9, October's O1 O2
+
+    assert value(m, "recovery_projection_lag_events") == 0
+    assert value(m, "recovery_projection_lag_seconds") == 0
+
+    _, promtool = ensure_installed()
+    lint = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+
+
+def test_no_labels_identify_customers_complaints_or_people(platform):
+    allowed = {"type", "result", "reason", "tier", "region", "month", "calendar_month", "unit", "le",
+               "topic", "partition"}
+    for family in text_string_to_metric_families(scrape(platform)):
+        for s in family.samples:
+            assert set(s.labels) <= allowed, (s.name, s.labels)
+            assert not any(v.startswith(("C", "O", "cust-", "h-", "tl-", "dh-", "cs-")) for v in s.labels.values())
+
+
+def test_resending_the_history_changes_no_metric(platform):
+    before = samples(scrape(platform))
+    platform.ingest_lines(history(), batch_size=5)
+    after = samples(scrape(platform))
+    changed = {k for k in before if before[k] != after.get(k)}
+    assert changed <= {k for k in before if k[0] == "recovery_inbound_events_total"}
+    assert all(after[k] > before[k] for k in changed)  # only the duplicate and rejection counts grew
+
+
+def get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def test_readyz_follows_projection_lag_and_the_database(postgres_url, fixed_clock):
+    platform = Platform(postgres_url)
+    server = MetricsServer(platform, port=0, max_lag_seconds=60, ready_timeout_seconds=2).start()
+    base = f"http://127.0.0.1:{server.port}"
+    try:
+        assert get(f"{base}/healthz") == (200, "ok\n")
+        status, body = get(f"{base}/readyz")
+        assert status == 200 and json.loads(body)["projection_lag_events"] == 0
+
+        # Events recorded, read model not caught up: ready while they are younger than the limit.
+        platform.service.ingest(november_history().lines[:3])
+        status, body = get(f"{base}/readyz")
+        assert status == 200 and json.loads(body)["projection_lag_events"] > 0
+        fixed_clock["t"] = SEEN_AT + timedelta(seconds=61)
+        status, body = get(f"{base}/readyz")
+        assert status == 503 and json.loads(body)["projection_lag_seconds"] == 61
+        assert value(samples(get(f"{base}/metrics")[1]), "recovery_projection_lag_seconds") == 61
+        platform.catch_up()
+        assert get(f"{base}/readyz")[0] == 200
+
+        # The database goes away: not ready, with the reason; still alive.
+        admin = postgres_url.rsplit("/", 1)[0] + "/postgres"
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE "{postgres_url.rsplit("/", 1)[1]}" WITH (FORCE)')
+        status, body = get(f"{base}/readyz")
+        assert status == 503 and json.loads(body)["database"].startswith("unreachable")
+        assert get(f"{base}/healthz")[0] == 200
+        assert get(f"{base}/nothing")[0] == 404
+    finally:
+        server.stop()
+        platform.close()

@@ -10,12 +10,15 @@ import sys
 import tempfile
 import time
 from contextlib import contextmanager
+import urllib.request
 import uuid
 from pathlib import Path
 
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
 from kafka_broker import broker, create_topics
+from prometheus_server import free_port
+from test_metrics import samples, value
 from test_scenarios import november_history
 
 from infra.demo import generate
@@ -59,13 +62,21 @@ def produce(bootstrap: str, topic: str, lines: list[str]) -> None:
 
 def start_serve(url: str, env: dict[str, str], batch: int = 100) -> subprocess.Popen:
     log = tempfile.NamedTemporaryFile("w+", prefix="serve-", suffix=".log", delete=False)
+    port = free_port()
     proc = subprocess.Popen(
         [RECOVERY, "serve"],
         env={**os.environ, **env, "RECOVERY_DATABASE_URL": url, "RECOVERY_WATCHER": "event",
-             "RECOVERY_BATCH_SIZE": str(batch), "RECOVERY_BATCH_LINGER_MS": "100"},
+             "RECOVERY_BATCH_SIZE": str(batch), "RECOVERY_BATCH_LINGER_MS": "100",
+             "RECOVERY_METRICS_HOST": "127.0.0.1", "RECOVERY_METRICS_PORT": str(port)},
         stdout=subprocess.DEVNULL, stderr=log, text=True)
     proc.log_path = log.name  # type: ignore[attr-defined]
+    proc.metrics_url = f"http://127.0.0.1:{port}"  # type: ignore[attr-defined]
     return proc
+
+
+def scrape(proc: subprocess.Popen) -> dict:
+    with urllib.request.urlopen(f"{proc.metrics_url}/metrics", timeout=10) as r:  # type: ignore[attr-defined]
+        return samples(r.read().decode())
 
 
 def serve_log(proc: subprocess.Popen) -> str:
@@ -153,6 +164,14 @@ def test_serve_gives_the_file_numbers_and_routes_poison_to_the_dead_letter_topic
     with serving(postgres_url, env, batch=5) as (proc,):
         produce(env["RECOVERY_KAFKA_BOOTSTRAP"], env["RECOVERY_KAFKA_TOPIC"], lines)
         wait_for(lambda: ingested(postgres_url) == len(lines), procs=(proc,))
+        topic = {"topic": env["RECOVERY_KAFKA_TOPIC"], "partition": "0"}
+        wait_for(lambda: value(scrape(proc), "recovery_consumer_lag_messages", **topic) == 0, 30, (proc,))
+        metrics = scrape(proc)
+        assert value(metrics, "recovery_inbound_events_total", type="complaint.received", result="accepted",
+                     reason="") == 9
+        assert value(metrics, "recovery_projection_lag_events") == 0
+        with urllib.request.urlopen(f"{proc.metrics_url}/readyz", timeout=10) as r:
+            assert r.status == 200
     assert '"event": "batch"' in proc.logs  # one structured line per batch
     live, reference = report(postgres_url), file_reference(tmp_path, lines)
     assert live["totals"] == reference["totals"] and live["penalties"] == reference["penalties"]

@@ -199,3 +199,42 @@ def test_readyz_follows_projection_lag_and_the_database(postgres_url, fixed_cloc
     finally:
         server.stop()
         platform.close()
+
+
+def test_recovery_metrics_serves_an_embedded_store_and_stops_on_sigterm(tmp_path):
+    import os
+    import signal
+    import sys
+    import time
+    from pathlib import Path
+
+    from prometheus_server import free_port
+
+    url = f"sqlite:///{tmp_path / 'recovery.db'}"
+    seeded = Platform(url)
+    seeded.ingest_lines(history())
+    seeded.close()
+    recovery = str(Path(sys.executable).with_name("recovery"))
+    env = {**os.environ, "RECOVERY_DATABASE_URL": url}
+    port = free_port()
+    proc = subprocess.Popen([recovery, "metrics", "--port", str(port), "--interval", "0.5"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if get(f"http://127.0.0.1:{port}/readyz")[0] == 200:
+                    break
+            except OSError:
+                time.sleep(0.2)
+        m = samples(get(f"http://127.0.0.1:{port}/metrics")[1])
+        assert value(m, "recovery_timely_ratio_target") == 0.95
+        assert value(m, "recovery_inbound_events_total", type="complaint.received", result="accepted", reason="") == 11
+
+        taken = subprocess.run([recovery, "metrics", "--port", str(port)], env=env, capture_output=True,
+                               text=True, timeout=60)
+        assert taken.returncode == 2 and f"cannot serve /metrics on 127.0.0.1:{port}" in taken.stderr
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out

@@ -65,6 +65,7 @@ TABLES = [
     " reason TEXT NOT NULL, n BIGINT NOT NULL, PRIMARY KEY (type, result, reason))",
 ]
 VIEW_WRITER_LOCK = 7_270_128
+SCHEMA_VERSION = 2  # bump when tables or COUNTERS change: an older read model is rebuilt from the log
 VIEW_TABLES = ("kpi_complaints", "kpi_daily", "kpi_totals", "kpi_penalties", "kpi_penalty_totals", "kpi_ingest")
 
 

@@ -13,18 +13,44 @@ from eventsourcing.persistence import IntegrityError, Tracking
 
 from domain.policy import Policy
 from infra.store import RecoveryApplication
-from projections.kpi import KpiViewMixin, PostgresKpiView, SQLiteKpiView
+from projections.kpi import SCHEMA_VERSION, VIEW_TABLES, VIEW_WRITER_LOCK, KpiViewMixin, PostgresKpiView, SQLiteKpiView
 
 
 def open_view(app: RecoveryApplication, policy: Policy) -> KpiViewMixin:
-    """The KPI view in the application's own database (created on first use)."""
+    """The KPI view in the application's own database (created on first use; rebuilt from the
+    event log when it was made by a release with other tables or counters)."""
     if app.dialect.postgres:
         view: KpiViewMixin = PostgresKpiView(app.datastore, tracking_table_name="kpi_tracking")
     else:
         view = SQLiteKpiView(app.datastore)
     view.policy = policy
     view.create_table()  # type: ignore[attr-defined]
+    if _reset_if_outdated(app, view):
+        view.create_table()  # type: ignore[attr-defined]
     return view
+
+
+def _reset_if_outdated(app: RecoveryApplication, view: KpiViewMixin) -> bool:
+    """Drop a read model of another schema version and its position, so catch-up rebuilds it from
+    the log (the only truth). Returns whether it did."""
+    dialect = app.dialect
+    tracking = getattr(view, "tracking_table_name", "tracking")
+    with app.datastore.transaction(commit=True) as c:
+        if dialect.postgres:
+            dialect.execute(c, "SELECT pg_advisory_xact_lock(?)", (VIEW_WRITER_LOCK,))
+        dialect.execute(c, "CREATE TABLE IF NOT EXISTS kpi_schema (version INTEGER NOT NULL)")
+        found = [r["version"] for r in dialect.rows(c, "SELECT version FROM kpi_schema")]
+        if found == [SCHEMA_VERSION]:
+            return False
+        applied = bool(found) or bool(dialect.rows(
+            c, f"SELECT 1 AS x FROM {tracking} WHERE application_name = ?", (app.name,)))
+        if applied:
+            for table in VIEW_TABLES:
+                dialect.execute(c, f"DROP TABLE IF EXISTS {table}")
+            dialect.execute(c, f"DELETE FROM {tracking} WHERE application_name = ?", (app.name,))
+        dialect.execute(c, "DELETE FROM kpi_schema")
+        dialect.execute(c, "INSERT INTO kpi_schema (version) VALUES (?)", (SCHEMA_VERSION,))
+    return applied
 
 
 def catch_up(app: RecoveryApplication, view: KpiViewMixin, batch_size: int = 2000,

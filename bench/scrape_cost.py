@@ -1,0 +1,117 @@
+"""What one /metrics scrape costs with few and with many complaints in the store: the scrape reads
+only pre-aggregated tables, so the ratio large / small should stay near 1 however large the store.
+
+    .venv/bin/python bench/scrape_cost.py [--sizes 1000,10000,100000] [--store sqlite|postgres]
+                                          [--scrapes 50]
+
+Every store holds the same synthetic quarter (infra.demo.generate), only with more complaints in it;
+the scrape is timed through the real HTTP server at the same injected moment (the quarter's last
+month is `current`). Prints a table and writes bench/results/scrape_cost.json. Figures are ratios
+to the smallest store measured in the same run: this machine is shared and noisy. What a scrape
+reads is bounded by the organisation (regions, units, tiers, days of two months), not by the
+complaints: a small store has not met every unit on every day yet, so it exposes fewer series;
+`series` shows it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parents[1]
+
+from domain import clock  # noqa: E402
+from infra.demo import generate  # noqa: E402
+from infra.http import MetricsServer  # noqa: E402
+from infra.platform import Platform  # noqa: E402
+
+SEEN_AT = datetime(2026, 11, 30, 12, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
+TABLES = ("kpi_complaints", "kpi_daily", "kpi_totals", "kpi_penalty_totals", "kpi_ingest")
+
+
+def store_url(kind: str, workdir: Path, label: str) -> tuple[str, callable]:
+    if kind == "sqlite":
+        return f"sqlite:///{workdir / f'{label}.db'}", lambda: None
+    server = "postgresql://postgres@127.0.0.1:5432/postgres"
+    name = f"bench_scrape_{label}_{uuid.uuid4().hex[:6]}"
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+    def drop() -> None:
+        with psycopg.connect(server, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    return f"postgresql://postgres@127.0.0.1:5432/{name}", drop
+
+
+def measure(url: str, complaints: int, scrapes: int) -> dict:
+    platform = Platform(url)
+    started = time.perf_counter()
+    platform.ingest_lines(generate(seed=7, complaints=complaints), batch_size=2000)
+    built = time.perf_counter() - started
+    with platform.app.datastore.transaction(commit=False) as c:
+        rows = {t: int(platform.app.dialect.rows(c, f"SELECT COUNT(*) AS n FROM {t}")[0]["n"]) for t in TABLES}
+    events = platform.app.recorder.max_notification_id()
+    server = MetricsServer(platform, port=0).start()
+    times, size = [], 0
+    try:
+        for i in range(scrapes + 5):
+            t0 = time.perf_counter()
+            with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics", timeout=60) as r:
+                body = r.read()
+            if i >= 5:  # the first few warm caches and connections
+                times.append(time.perf_counter() - t0)
+            size = len(body)
+            series = sum(1 for line in body.decode().splitlines() if line and not line.startswith("#"))
+    finally:
+        server.stop()
+        platform.close()
+    return {"complaints": complaints, "events": events, "build_seconds": round(built, 1), "rows": rows,
+            "exposition_bytes": size, "series": series, "scrape_ms_median": round(statistics.median(times) * 1000, 2),
+            "scrape_ms_p90": round(sorted(times)[int(len(times) * 0.9) - 1] * 1000, 2)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="1000,10000,100000", help="complaints per store, smallest first")
+    parser.add_argument("--store", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument("--scrapes", type=int, default=50)
+    args = parser.parse_args()
+    sizes = [int(n) for n in args.sizes.split(",")]
+    clock.use_clock(lambda: SEEN_AT)
+    workdir = Path(tempfile.mkdtemp(prefix="bench-scrape-"))
+    results = []
+    for n in sizes:
+        url, drop = store_url(args.store, workdir, str(n))
+        try:
+            results.append(measure(url, n, args.scrapes))
+        finally:
+            drop()
+        print(f"measured: {results[-1]}", file=sys.stderr)
+    base = results[0]
+    print(f"store {args.store}; ratios to the {base['complaints']:,}-complaint store measured in this run")
+    print(f"{'complaints':>11} {'events':>10} {'series':>7} {'scrape ms':>10} {'ratio':>6} {'p90 ratio':>9}")
+    for r in results:
+        r["scrape_median_ratio"] = round(r["scrape_ms_median"] / base["scrape_ms_median"], 2)
+        r["scrape_p90_ratio"] = round(r["scrape_ms_p90"] / base["scrape_ms_p90"], 2)
+        print(f"{r['complaints']:>11,} {r['events']:>10,} {r['series']:>7} {r['scrape_ms_median']:>10} "
+              f"{r['scrape_median_ratio']:>6} {r['scrape_p90_ratio']:>9}")
+    out = ROOT / "bench/results/scrape_cost.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps({"store": args.store, "results": results}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

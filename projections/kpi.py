@@ -48,6 +48,8 @@ TABLES = [
     "CREATE TABLE IF NOT EXISTS kpi_daily (day TEXT NOT NULL, dim TEXT NOT NULL, key TEXT NOT NULL, "
     + ", ".join(f"{c} BIGINT NOT NULL DEFAULT 0" for c in COUNTERS)
     + ", PRIMARY KEY (dim, key, day))",
+    # Month sums read one month's rows, however long the history (reports and every scrape).
+    "CREATE INDEX IF NOT EXISTS kpi_daily_by_day ON kpi_daily (dim, day)",
     # All-time counters per tier and region: the backlog and the time distributions, whose size
     # does not grow with the number of complaints (what /metrics reads).
     "CREATE TABLE IF NOT EXISTS kpi_totals (tier TEXT NOT NULL, region TEXT NOT NULL, "
@@ -273,12 +275,21 @@ class SQLiteKpiView(KpiViewMixin, SQLiteTrackingRecorder):
         return [*super().construct_create_table_statements(), *TABLES]
 
 
+# The counter tables are small and every batch updates their rows: without frequent vacuuming their
+# dead row versions would grow with the number of complaints, and so would every report and scrape.
+POSTGRES_VACUUM = [
+    f"ALTER TABLE {table} SET (autovacuum_vacuum_threshold = 200, autovacuum_vacuum_scale_factor = 0.02,"
+    " autovacuum_analyze_scale_factor = 0.05)"
+    for table in ("kpi_daily", "kpi_totals", "kpi_penalty_totals", "kpi_ingest")
+]
+
+
 class PostgresKpiView(KpiViewMixin, PostgresTrackingRecorder):
     dialect = POSTGRES
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self.sql_create_statements.extend(SQL(s) for s in TABLES)  # type: ignore[arg-type]
+        self.sql_create_statements.extend(SQL(s) for s in [*TABLES, *POSTGRES_VACUUM])  # type: ignore[arg-type]
 
 
 class KpiProjection(Projection[KpiViewMixin]):  # type: ignore[type-var]

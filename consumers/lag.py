@@ -9,6 +9,8 @@ from typing import Any
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from domain import clock
+
 
 def consumer_lag(consumer: Any) -> dict[tuple[str, int], int]:
     """Messages between the next offset to apply and the partition's high-water mark, for every
@@ -30,9 +32,11 @@ def consumer_lag(consumer: Any) -> dict[tuple[str, int], int]:
 class ConsumerLagCollector(Collector):
     def __init__(self) -> None:
         self.snapshot: dict[tuple[str, int], int] = {}
+        self.taken: float | None = None
 
     def update(self, consumer: Any) -> None:
         self.snapshot = consumer_lag(consumer)
+        self.taken = clock.now().timestamp()
 
     def describe(self) -> list[Metric]:
         return []
@@ -43,3 +47,8 @@ class ConsumerLagCollector(Collector):
         for (topic, partition), lag in sorted(self.snapshot.items()):
             family.add_metric([topic, str(partition)], lag)
         yield family
+        if self.taken is not None:  # a loop that stopped turning stops refreshing the lag: alert on its age
+            taken = GaugeMetricFamily("recovery_consumer_lag_snapshot_timestamp_seconds",
+                                      "When the serve loop last measured consumer lag (Unix time)")
+            taken.add_metric([], self.taken)
+            yield taken

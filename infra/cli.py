@@ -135,7 +135,11 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     print(f"serving /metrics, /healthz, /readyz on http://{args.host}:{server.port}", flush=True)
     try:
         while not stopping.is_set():
-            platform.catch_up()  # keeps the read model current while another process ingests
+            try:
+                platform.catch_up()  # keeps the read model current while another process ingests
+            except Exception as e:  # noqa: BLE001 - e.g. SQLite busy under a concurrent ingest: next time
+                logging.getLogger("recovery.metrics").warning(json.dumps(
+                    {"event": "catch_up_failed", "error": f"{type(e).__name__}: {e}"[:300]}))
             stopping.wait(args.interval)
     finally:
         server.stop()

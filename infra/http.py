@@ -42,8 +42,11 @@ class MetricsServer:
                                 else _float("RECOVERY_READY_MAX_LAG_SECONDS", 60.0))
         self.ready_timeout = (ready_timeout_seconds if ready_timeout_seconds is not None
                               else _float("RECOVERY_READY_TIMEOUT_SECONDS", 2.0))
-        # The store's client retries a lost database for minutes; a probe must answer in seconds.
+        self.scrape_timeout = _float("RECOVERY_SCRAPE_TIMEOUT_SECONDS", 10.0)
+        # The store's client retries a lost database for minutes; a probe must answer in seconds,
+        # and scrapes of a slow database must not pile up threads and connections.
         self.probes = ThreadPoolExecutor(max_workers=2, thread_name_prefix="readyz")
+        self.scrapes = ThreadPoolExecutor(max_workers=2, thread_name_prefix="scrape")
         try:
             self.httpd = ThreadingHTTPServer((host, port), self._handler())
         except OSError as e:
@@ -61,6 +64,7 @@ class MetricsServer:
         self.httpd.shutdown()
         self.httpd.server_close()
         self.probes.shutdown(wait=False, cancel_futures=True)
+        self.scrapes.shutdown(wait=False, cancel_futures=True)
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         try:
@@ -82,7 +86,11 @@ class MetricsServer:
                 if path == "/metrics":
                     encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
                     try:
-                        body = encoder(server.registry)
+                        body = server.scrapes.submit(encoder, server.registry).result(server.scrape_timeout)
+                    except Timeout:
+                        self._send(503, "text/plain; charset=utf-8",
+                                   f"scrape timed out after {server.scrape_timeout:g} s\n".encode())
+                        return
                     except Exception as e:  # noqa: BLE001 - a failed scrape is a 500, not a dead server
                         log.warning(json.dumps({"event": "scrape_failed", "error": str(e)[:300]}))
                         self._send(500, "text/plain; charset=utf-8", f"scrape failed: {e}\n".encode())

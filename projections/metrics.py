@@ -18,7 +18,13 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    InfoMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 from domain import clock
@@ -85,6 +91,8 @@ class KpiCollector(Collector):
         today = clock.now().astimezone(self.policy.timezone).date()
         months = {"current": month_start(today), "previous": month_start(today, 1)}
         with self.app.datastore.transaction(commit=False) as c:
+            if dialect.postgres:  # one snapshot for the whole scrape, as SQLite gives anyway
+                dialect.execute(c, "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             ingest = dialect.rows(c, "SELECT type, result, reason, n FROM kpi_ingest")
             totals = dialect.rows(c, f"SELECT tier, region, {', '.join(COUNTERS)} FROM kpi_totals")
             cohorts = {(label, dim): sum_counters(dialect, c, dim, first.isoformat(), month_end(first).isoformat())
@@ -128,10 +136,10 @@ class KpiCollector(Collector):
         yield overdue
 
     def _rates(self, months: dict[str, date], cohorts: dict[tuple[str, str], list[dict[str, Any]]]) -> Iterator[Metric]:
-        info = GaugeMetricFamily("recovery_month_info", "Which calendar month each month label means "
-                                 f"(time zone {self.policy.timezone.key})", labels=["month", "calendar_month"])
+        info = InfoMetricFamily("recovery_month", "Which calendar month each month label means "
+                                f"(time zone {self.policy.timezone.key})", labels=["month"])
         for label, first in months.items():
-            info.add_metric([label, first.strftime("%Y-%m")], 1)
+            info.add_metric([label], {"calendar_month": first.strftime("%Y-%m")})
         yield info
         received = GaugeMetricFamily("recovery_received_complaints", "Complaints received in the month",
                                      labels=["region", "month"])
@@ -142,7 +150,7 @@ class KpiCollector(Collector):
             groups = [("all", row) for row in cohorts[(label, "all")]]
             groups += [(row["key"], row) for row in cohorts[(label, "region")]]
             for region, row in groups:
-                computed = rates(row)
+                computed = rates(row, places=None)  # unrounded: 0.949975 is under a 0.95 target
                 received.add_metric([region, label], computed["received"])
                 for family, (_, field, _) in zip(families, RATES):
                     if computed[field] is not None:
@@ -162,7 +170,8 @@ class KpiCollector(Collector):
                 paid.add_metric([row["key"], label], yuan(row["compensation_fen"]))
         yield paid
         label_of = {first.strftime("%Y-%m"): label for label, first in months.items()}
-        count = GaugeMetricFamily("recovery_penalties_assessed", "Penalties assessed in the month",
+        count = GaugeMetricFamily("recovery_penalties_assessed", "Penalties assessed in the month (unrecorded "
+                                  "ones past the unit's monthly points cap count here with 0 points)",
                                   labels=["unit", "month", "reason"])
         amount = GaugeMetricFamily("recovery_penalty_amount_cny", "Penalty money assessed in the month (CNY)",
                                    labels=["unit", "month", "reason"])

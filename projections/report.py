@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -20,17 +21,22 @@ COUNT_FIELDS = ("received", "resolved", "closed", "open", "repeat", "upgraded", 
                 "quiet_hours_violations", "important", "deadline_missed", "major_batch")
 
 
-def ratio(numerator: int, denominator: int) -> float | None:
-    return None if denominator == 0 else round(numerator / denominator, 4)
+def _ratio(numerator: int, denominator: int, places: int | None = 4) -> float | None:
+    if denominator == 0:
+        return None
+    exact = numerator / denominator
+    return exact if places is None else round(exact, places)
 
 
 def money(fen: int) -> str:
     return f"{Decimal(fen) / 100:.2f}"
 
 
-def rates(c: dict[str, int]) -> dict[str, Any]:
-    """Counts, rates (4 places, null on a zero denominator) and money for one set of counters."""
+def rates(c: dict[str, int], places: int | None = 4) -> dict[str, Any]:
+    """Counts, rates (4 places, or unrounded for `places=None`; null on a zero denominator) and
+    money for one set of counters."""
     out: dict[str, Any] = {k: int(c.get(k, 0)) for k in COUNT_FIELDS}
+    ratio = functools.partial(_ratio, places=places)
     out["repeat_rate"] = ratio(out["repeat"], out["received"])
     out["upgraded_rate"] = ratio(out["upgraded"], out["received"])
     out["timely_rate"] = ratio(out["on_time"], out["on_time"] + out["late"])

@@ -31,8 +31,9 @@ def open_view(app: RecoveryApplication, policy: Policy) -> KpiViewMixin:
 
 
 def _reset_if_outdated(app: RecoveryApplication, view: KpiViewMixin) -> bool:
-    """Drop a read model of another schema version and its position, so catch-up rebuilds it from
-    the log (the only truth). Returns whether it did."""
+    """Drop a read model of another schema version (or none recorded) and its position, so catch-up
+    rebuilds it from the log (the only truth). Returns whether it did. Replicas of an older release
+    must be stopped first: they would write the old way into the new tables."""
     dialect = app.dialect
     tracking = getattr(view, "tracking_table_name", "tracking")
     with app.datastore.transaction(commit=True) as c:
@@ -42,15 +43,13 @@ def _reset_if_outdated(app: RecoveryApplication, view: KpiViewMixin) -> bool:
         found = [r["version"] for r in dialect.rows(c, "SELECT version FROM kpi_schema")]
         if found == [SCHEMA_VERSION]:
             return False
-        applied = bool(found) or bool(dialect.rows(
-            c, f"SELECT 1 AS x FROM {tracking} WHERE application_name = ?", (app.name,)))
-        if applied:
-            for table in VIEW_TABLES:
-                dialect.execute(c, f"DROP TABLE IF EXISTS {table}")
-            dialect.execute(c, f"DELETE FROM {tracking} WHERE application_name = ?", (app.name,))
+        # A new store too: its tables were just created, empty, and are recreated the same.
+        for table in VIEW_TABLES:
+            dialect.execute(c, f"DROP TABLE IF EXISTS {table}")
+        dialect.execute(c, f"DELETE FROM {tracking} WHERE application_name = ?", (app.name,))
         dialect.execute(c, "DELETE FROM kpi_schema")
         dialect.execute(c, "INSERT INTO kpi_schema (version) VALUES (?)", (SCHEMA_VERSION,))
-    return applied
+    return True
 
 
 def catch_up(app: RecoveryApplication, view: KpiViewMixin, batch_size: int = 2000,

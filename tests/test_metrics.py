@@ -76,15 +76,15 @@ def test_exposition_gives_the_hand_worked_values(platform):
     assert value(m, "recovery_month_info", month="current", calendar_month="2026-11") == 1
     assert value(m, "recovery_month_info", month="previous", calendar_month="2026-10") == 1
 
-    # SPEC §4 rates of November's cohort: the same numbers as the report's hand-worked totals.
+    # SPEC §4 rates of November's cohort: the report's hand-worked totals, unrounded.
     current = {"region": "all", "month": "current"}
     assert value(m, "recovery_received_complaints", **current) == 9
-    assert value(m, "recovery_repeat_ratio", **current) == 0.2222
-    assert value(m, "recovery_upgraded_ratio", **current) == 0.3333
-    assert value(m, "recovery_timely_ratio", **current) == 0.7778
-    assert value(m, "recovery_first_contact_resolution_ratio", **current) == 0.375
-    assert value(m, "recovery_satisfaction_ratio", **current) == 0.6667
-    assert value(m, "recovery_recovered_ratio", **current) == 0.1667
+    assert value(m, "recovery_repeat_ratio", **current) == 2 / 9
+    assert value(m, "recovery_upgraded_ratio", **current) == 3 / 9
+    assert value(m, "recovery_timely_ratio", **current) == 7 / 9
+    assert value(m, "recovery_first_contact_resolution_ratio", **current) == 3 / 8
+    assert value(m, "recovery_satisfaction_ratio", **current) == 4 / 6
+    assert value(m, "recovery_recovered_ratio", **current) == 1 / 6
     assert value(m, "recovery_received_complaints", region="huaian", month="current") == 5
     assert value(m, "recovery_timely_ratio", region="xuzhou", month="current") == 1.0
     assert value(m, "recovery_timely_ratio_target") == 0.95

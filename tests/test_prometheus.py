@@ -39,7 +39,7 @@ EXPECTED = {
     ("Penalties by unit (CNY)", "A"): {("huaian-cs",): 650, ("huaian-store-1",): 100, ("xuzhou-cs",): 0},
     ("Penalty points by unit", "A"): {("huaian-cs",): 0, ("huaian-store-1",): 0, ("xuzhou-cs",): 0.02},
     ("Compensation by unit (CNY)", "A"): {("huaian-cs",): 0, ("huaian-store-1",): 80},
-    ("Time to resolution: median and 90th percentile by tier", "A"): {("premium",): 1800, ("standard",): 21600, ("vip",): 14400},
+    ("Time to resolution: median and 90th percentile by tier, all time", "A"): {("premium",): 1800, ("standard",): 21600, ("vip",): 14400},
     ("Inbound events per second by result", "A"): {("accepted",): 0, ("duplicate",): 0, ("rejected",): 0},
     ("Rejected inbound events by reason", "A"): {("invalid_event",): 1, ("invalid_transition",): 1,
                                                  ("over_authority",): 1, ("unknown_complaint",): 1},
@@ -52,6 +52,7 @@ ALERTS = {
     "RecoveryOverdueBacklogRising": {},
     "RecoveryProjectionLagHigh": {},
     "RecoveryConsumerLagHigh": {},
+    "RecoveryConsumerStalled": {},
     "RecoveryTargetDown": {},
 }
 
@@ -101,6 +102,7 @@ def exporters(tmp_path_factory):
     from domain import clock
     from test_metrics import SEEN_AT
 
+    lag = real_consumer_lag()  # measured now, on the wall clock: not stalled
     previous = clock.use_clock(lambda: SEEN_AT)
     url = f"sqlite:///{tmp_path_factory.mktemp('store') / 'recovery.db'}"
     platform = Platform(url)
@@ -108,7 +110,7 @@ def exporters(tmp_path_factory):
     # Two replicas over one store (the same store-derived values twice); one owns the partitions.
     first = MetricsServer(platform, port=0).start()
     second = MetricsServer(platform, port=0)
-    second.registry.register(real_consumer_lag())
+    second.registry.register(lag)
     second.start()
     try:
         yield [f"127.0.0.1:{first.port}", f"127.0.0.1:{second.port}"]
@@ -149,9 +151,9 @@ def test_every_dashboard_query_returns_the_expected_series(prom):
 def test_the_region_variable_lists_the_regions(prom):
     dashboard = json.loads(DASHBOARD.read_text())
     (variable,) = [v for v in dashboard["templating"]["list"] if v["name"] == "region"]
-    assert variable["definition"] == "label_values(recovery_received_complaints, region)"
-    values = prom.api("label/region/values", **{"match[]": "recovery_received_complaints"})
-    assert values == ["all", "huaian", "xuzhou"]
+    assert variable["definition"] == 'label_values(recovery_received_complaints{region!="all"}, region)'
+    values = prom.api("label/region/values", **{"match[]": 'recovery_received_complaints{region!="all"}'})
+    assert values == ["huaian", "xuzhou"]
 
 
 def test_every_alert_rule_evaluates_and_fires_where_the_data_says(prom):

@@ -1,4 +1,4 @@
-"""`recovery` command line: ingest, report, serve, metrics, dlq replay, demo."""
+"""`recovery` command line: ingest, report, rebuild, serve, metrics, dlq replay, demo."""
 
 from __future__ import annotations
 
@@ -63,20 +63,20 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 class _progress:
-    """A rich progress bar on a terminal; silent otherwise."""
+    """A rich progress bar on a terminal (bytes of a file, or a count of events); silent otherwise."""
 
-    def __init__(self, total: int):
-        self.total, self.progress = total, None
+    def __init__(self, total: int, label: str = "ingest", bytes_: bool = True):
+        self.total, self.label, self.bytes, self.progress = total, label, bytes_, None
 
     def __enter__(self):
         if not sys.stderr.isatty():
             return lambda n: None
-        from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+        from rich.progress import BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-        self.progress = Progress("ingest", BarColumn(), DownloadColumn(), TimeRemainingColumn(),
-                                 transient=True, console=None)
+        self.progress = Progress(self.label, BarColumn(), DownloadColumn() if self.bytes else MofNCompleteColumn(),
+                                 TimeRemainingColumn(), transient=True, console=None)
         self.progress.start()
-        task = self.progress.add_task("ingest", total=self.total)
+        task = self.progress.add_task(self.label, total=self.total)
         return lambda n: self.progress.advance(task, n)
 
     def __exit__(self, *exc: object) -> None:
@@ -100,6 +100,21 @@ def cmd_report(args: argparse.Namespace) -> int:
         print(json.dumps(report, ensure_ascii=False, indent=2))
     else:
         print(render_table(report))
+    return 0
+
+
+def cmd_rebuild(args: argparse.Namespace) -> int:
+    from infra.platform import Platform
+    from projections.runner import rebuild
+
+    platform = Platform()
+    try:
+        total = platform.app.recorder.max_notification_id() or 0
+        with _progress(total, f"rebuild {args.projection}", bytes_=False) as bar:
+            applied = rebuild(platform.app, platform.view, progress=bar)
+    finally:
+        platform.close()
+    print(f"rebuilt projection {args.projection} from {applied} recorded events")
     return 0
 
 
@@ -172,6 +187,10 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--by", choices=["region", "unit", "tier", "category", "channel"])
     report.add_argument("--format", choices=["table", "json"], default="table")
     report.set_defaults(func=cmd_report)
+
+    rebuild = sub.add_parser("rebuild", help="drop the projection tables and rebuild them from the event log")
+    rebuild.add_argument("--projection", choices=["kpi"], default="kpi")
+    rebuild.set_defaults(func=cmd_rebuild)
 
     serve = sub.add_parser("serve", help="consume Kafka, keep projections, relay the outbox, watch deadlines")
     serve.set_defaults(func=cmd_serve)

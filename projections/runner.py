@@ -13,7 +13,16 @@ from eventsourcing.persistence import IntegrityError, Tracking
 
 from domain.policy import Policy
 from infra.store import RecoveryApplication
-from projections.kpi import SCHEMA_VERSION, VIEW_TABLES, VIEW_WRITER_LOCK, KpiViewMixin, PostgresKpiView, SQLiteKpiView
+from projections.kpi import (
+    POSTGRES_VACUUM,
+    SCHEMA_VERSION,
+    TABLES,
+    VIEW_TABLES,
+    VIEW_WRITER_LOCK,
+    KpiViewMixin,
+    PostgresKpiView,
+    SQLiteKpiView,
+)
 
 
 def open_view(app: RecoveryApplication, policy: Policy) -> KpiViewMixin:
@@ -25,15 +34,15 @@ def open_view(app: RecoveryApplication, policy: Policy) -> KpiViewMixin:
         view = SQLiteKpiView(app.datastore)
     view.policy = policy
     view.create_table()  # type: ignore[attr-defined]
-    if _reset_if_outdated(app, view):
-        view.create_table()  # type: ignore[attr-defined]
+    reset_view(app, view)
     return view
 
 
-def _reset_if_outdated(app: RecoveryApplication, view: KpiViewMixin) -> bool:
-    """Drop a read model of another schema version (or none recorded) and its position, so catch-up
-    rebuilds it from the log (the only truth). Returns whether it did. Replicas of an older release
-    must be stopped first: they would write the old way into the new tables."""
+def reset_view(app: RecoveryApplication, view: KpiViewMixin, always: bool = False) -> bool:
+    """Empty the read model and its position, so catch-up rebuilds it from the log (the only
+    truth): `always`, or when it was built by a release of another schema version (or records
+    none). One transaction: readers see the old tables or the new empty ones. Returns whether it
+    did. Replicas of an older release must be stopped first: they would write the old way."""
     dialect = app.dialect
     tracking = getattr(view, "tracking_table_name", "tracking")
     with app.datastore.transaction(commit=True) as c:
@@ -41,15 +50,22 @@ def _reset_if_outdated(app: RecoveryApplication, view: KpiViewMixin) -> bool:
             dialect.execute(c, "SELECT pg_advisory_xact_lock(?)", (VIEW_WRITER_LOCK,))
         dialect.execute(c, "CREATE TABLE IF NOT EXISTS kpi_schema (version INTEGER NOT NULL)")
         found = [r["version"] for r in dialect.rows(c, "SELECT version FROM kpi_schema")]
-        if found == [SCHEMA_VERSION]:
+        if found == [SCHEMA_VERSION] and not always:
             return False
-        # A new store too: its tables were just created, empty, and are recreated the same.
         for table in VIEW_TABLES:
             dialect.execute(c, f"DROP TABLE IF EXISTS {table}")
+        for statement in [*TABLES, *(POSTGRES_VACUUM if dialect.postgres else [])]:
+            dialect.execute(c, statement)
         dialect.execute(c, f"DELETE FROM {tracking} WHERE application_name = ?", (app.name,))
         dialect.execute(c, "DELETE FROM kpi_schema")
         dialect.execute(c, "INSERT INTO kpi_schema (version) VALUES (?)", (SCHEMA_VERSION,))
     return True
+
+
+def rebuild(app: RecoveryApplication, view: KpiViewMixin, progress: Callable[[int], None] | None = None) -> int:
+    """Drop the read model and apply the whole log again; returns how many events were applied."""
+    reset_view(app, view, always=True)
+    return catch_up(app, view, progress=progress)
 
 
 def catch_up(app: RecoveryApplication, view: KpiViewMixin, batch_size: int = 2000,

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 from collections import Counter
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -84,16 +84,32 @@ class _progress:
             self.progress.stop()
 
 
+def _moment(value: str) -> datetime:
+    """An ISO 8601 instant; without an offset it is read in the policy's time zone (at use)."""
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a timestamp (ISO 8601, e.g. 2026-12-01T00:00+08:00): {value!r}") from None
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from infra.platform import Platform
-    from projections.report import build_report
+    from infra.sql import SQLITE
     from infra.table import render_table
+    from projections.asof import view_as_of
+    from projections.report import build_report
 
     platform = Platform()
     try:
-        platform.catch_up()
-        report = build_report(platform.app.dialect, platform.app.datastore, platform.policy,
-                              args.start, args.end, args.by)
+        if args.as_of is None:
+            platform.catch_up()
+            report = build_report(platform.app.dialect, platform.app.datastore, platform.policy,
+                                  args.start, args.end, args.by)
+        else:
+            moment = args.as_of if args.as_of.tzinfo else args.as_of.replace(tzinfo=platform.policy.timezone)
+            with view_as_of(platform.app, platform.policy, moment) as view:
+                report = build_report(SQLITE, view.datastore, platform.policy, args.start, args.end, args.by)
+            report["as_of"] = moment.isoformat()
     finally:
         platform.close()
     if args.format == "json":
@@ -186,6 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--to", dest="end", type=_date)
     report.add_argument("--by", choices=["region", "unit", "tier", "category", "channel"])
     report.add_argument("--format", choices=["table", "json"], default="table")
+    report.add_argument("--as-of", type=_moment, help="the report as it stood then: from the events recorded "
+                        "up to that instant (ISO 8601; no offset = policy time zone)")
     report.set_defaults(func=cmd_report)
 
     rebuild = sub.add_parser("rebuild", help="drop the projection tables and rebuild them from the event log")

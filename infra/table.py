@@ -26,7 +26,8 @@ def render_table(report: dict[str, Any]) -> str:
     widths = [max(len(str(x)) for x in col) for col in zip(header, *body)]
     line = lambda cells: "  ".join(str(c).rjust(w) if i else str(c).ljust(w)  # noqa: E731
                                    for i, (c, w) in enumerate(zip(cells, widths)))
-    out = [f"Service recovery report {report['from']} .. {report['to']} ({report['timezone']})",
+    as_of = f", as recorded at {report['as_of']}" if report.get("as_of") else ""
+    out = [f"Service recovery report {report['from']} .. {report['to']} ({report['timezone']}){as_of}",
            f"timely-rate target {report['timely_rate_target'] * 100:.0f}%", "", line(header),
            line(["-" * w for w in widths])]
     out += [line(r) for r in body]

@@ -42,3 +42,42 @@ def test_rebuild_gives_the_live_tables_row_by_row(store, capsys):
     assert main(["rebuild"]) == 0
     assert f"rebuilt projection kpi from {events} recorded events" in capsys.readouterr().out
     assert tables(store) == live
+
+
+def test_report_as_of_gives_the_figures_as_they_stood_then(store, capsys):
+    from datetime import datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    from domain import clock
+    from test_scenarios import november_history
+
+    lines = november_history().lines
+    month_end = datetime(2026, 12, 1, 0, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
+    previous = clock.use_clock(lambda: month_end - timedelta(hours=1))
+    try:
+        platform = Platform(store)
+        platform.ingest_lines(lines[:20], batch_size=6)
+        platform.close()
+        capsys.readouterr()
+        assert main(["report", "--format", "json", "--from", "2026-11-01", "--to", "2026-11-30"]) == 0
+        at_month_end = capsys.readouterr().out
+
+        # December: the rest of the history arrives, and a correction is recorded.
+        clock.use_clock(lambda: month_end + timedelta(days=3))
+        platform = Platform(store)
+        platform.ingest_lines(lines[20:])
+        platform.close()
+        assert main(["report", "--format", "json", "--from", "2026-11-01", "--to", "2026-11-30"]) == 0
+        today = capsys.readouterr().out
+        assert today != at_month_end
+
+        assert main(["report", "--format", "json", "--from", "2026-11-01", "--to", "2026-11-30",
+                     "--as-of", "2026-12-01T00:00:00"]) == 0  # policy time zone
+        import json
+        then = json.loads(capsys.readouterr().out)
+        assert then.pop("as_of") == "2026-12-01T00:00:00+08:00"
+        assert then == json.loads(at_month_end)
+        assert main(["report", "--from", "2026-11-01", "--to", "2026-11-30", "--as-of", "2026-12-01T00:00:00+08:00"]) == 0
+        assert "as recorded at 2026-12-01T00:00:00+08:00" in capsys.readouterr().out
+    finally:
+        clock.use_clock(previous)

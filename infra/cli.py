@@ -1,4 +1,4 @@
-"""`recovery` command line: ingest, report, rebuild, serve, metrics, dlq replay, demo."""
+"""`recovery` command line: ingest, report, history, rebuild, serve, metrics, dlq replay, demo."""
 
 from __future__ import annotations
 
@@ -119,6 +119,27 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_history(args: argparse.Namespace) -> int:
+    from infra.platform import Platform
+    from infra.table import render_history
+    from projections.history import complaint_history
+
+    platform = Platform()
+    try:
+        platform.catch_up()  # later complaints repeating this one are found through the read model
+        moment = None
+        if args.as_of is not None:
+            moment = args.as_of if args.as_of.tzinfo else args.as_of.replace(tzinfo=platform.policy.timezone)
+        history = complaint_history(platform.app, platform.policy, args.complaint_id, moment)
+    finally:
+        platform.close()
+    if args.format == "json":
+        print(json.dumps(history, ensure_ascii=False, indent=2))
+    else:
+        print(render_history(history))
+    return 0
+
+
 def cmd_rebuild(args: argparse.Namespace) -> int:
     from infra.platform import Platform
     from projections.runner import rebuild
@@ -205,6 +226,12 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--as-of", type=_moment, help="the report as it stood then: from the events recorded "
                         "up to that instant (ISO 8601; no offset = policy time zone)")
     report.set_defaults(func=cmd_report)
+
+    history = sub.add_parser("history", help="one complaint's events and its state as of a moment")
+    history.add_argument("complaint_id")
+    history.add_argument("--as-of", type=_moment, help="only events recorded up to that instant (ISO 8601)")
+    history.add_argument("--format", choices=["table", "json"], default="table")
+    history.set_defaults(func=cmd_history)
 
     rebuild = sub.add_parser("rebuild", help="drop the projection tables and rebuild them from the event log")
     rebuild.add_argument("--projection", choices=["kpi"], default="kpi")

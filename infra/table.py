@@ -44,3 +44,23 @@ def render_table(report: dict[str, Any]) -> str:
     out += ["", f"ingest (all time): accepted {i['accepted']}, duplicates {i['duplicates']}, "
             f"rejected {i['rejected']}" + (f" ({reasons})" if reasons else "")]
     return "\n".join(out)
+
+
+def render_history(h: dict[str, Any]) -> str:
+    s = h["state"]
+    as_of = f" as recorded at {h['as_of']}" if h["as_of"] else ""
+    out = [f"Complaint {h['complaint_id']}{as_of} ({h['timezone']})",
+           f"  status {s['status']}, received {s['received_at']}, deadline {s['deadline']}: {s['timeliness']}"
+           + (" (overdue)" if s["overdue"] else ""),
+           f"  compensation {s['compensation_total']} CNY, recovery outcome {s['recovery_outcome'] or '-'}"
+           + (f", repeats {s['repeat_of']}" if s["repeat_of"] else ""), "", "  events:"]
+    for e in h["events"]:
+        who = f"{e['actor']} ({e['role']}{', ' + e['unit'] if e['unit'] else ''})"
+        flags = "".join(f" [{k}]" for k in ("quiet_hours_violation", "upgrades") if e.get(k))
+        data = ", ".join(f"{k}={v}" for k, v in e["data"].items() if k != "responsible")
+        out.append(f"    {e['occurred_at']}  {e['type']:<26} {who}{flags}  {data}")
+    if h["penalties"]:
+        out += ["", "  penalties:"]
+        out += [f"    {p['at']}  {p['reason']:<22} {p['role']:<18} {p['who']:<16} {p['amount']:>7} CNY  "
+                f"{p['points']} pts" for p in h["penalties"]]
+    return "\n".join(out)

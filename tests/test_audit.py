@@ -81,3 +81,81 @@ def test_report_as_of_gives_the_figures_as_they_stood_then(store, capsys):
         assert "as recorded at 2026-12-01T00:00:00+08:00" in capsys.readouterr().out
     finally:
         clock.use_clock(previous)
+
+
+def record_as_it_happened(url: str, lines: list[str]) -> None:
+    """Each envelope recorded a minute after it occurred, so `--as-of` reads like the timeline."""
+    import json
+    from datetime import datetime, timedelta
+
+    from domain import clock
+
+    platform = Platform(url)
+    previous = clock.use_clock(clock.now)
+    try:
+        for line in lines:
+            try:
+                moment = datetime.fromisoformat(json.loads(line)["occurred_at"]) + timedelta(minutes=1)
+                clock.use_clock(lambda m=moment: m)
+            except (ValueError, KeyError):
+                pass  # a malformed line: recorded at the previous moment
+            platform.ingest_lines([line])
+    finally:
+        clock.use_clock(previous)
+        platform.close()
+
+
+def history(capsys, *args: str) -> dict:
+    import json
+
+    capsys.readouterr()
+    assert main(["history", *args, "--format", "json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_history_shows_every_event_and_the_state_as_of_a_moment(store, capsys):
+    from test_scenarios import november_history
+
+    record_as_it_happened(store, november_history().lines)
+
+    c8 = history(capsys, "C8")
+    assert [e["type"] for e in c8["events"]] == ["complaint.received", "complaint.escalated", "complaint.verified",
+                                               "complaint.resolved", "complaint.closed"]
+    received = c8["events"][0]
+    assert (received["actor"], received["role"], received["unit"]) == ("emp-1001", "hotline_agent", "huaian-cs")
+    assert received["repeat_of"] == "C1" and received["data"]["region"] == "xuzhou"
+    assert c8["events"][1]["upgrades"] is True
+    assert c8["state"]["status"] == "closed" and c8["state"]["recovery_outcome"] == "recovered"
+    assert c8["state"]["timeliness"] == "on_time" and c8["state"]["upgraded"] is True
+    assert c8["penalties"] == [{"reason": "repeat_handling_fault", "role": "department_head", "who": "dh-1",
+                                "unit": "huaian-cs", "at": "2026-11-14T11:00:00+08:00", "amount": "300.00",
+                                "points": "0.00"}]
+
+    # Before the handling fault was found: escalated, no penalty yet.
+    early = history(capsys, "C8", "--as-of", "2026-11-14T10:30:00+08:00")
+    assert early["as_of"] == "2026-11-14T10:30:00+08:00"
+    assert [e["type"] for e in early["events"]] == ["complaint.received", "complaint.escalated"]
+    assert early["state"]["status"] == "open" and early["state"]["recovery_outcome"] is None
+    assert early["penalties"] == []
+
+    # C1 was recovered until C8 repeated it after closing.
+    assert history(capsys, "C1", "--as-of", "2026-11-10T00:00:00")["state"]["recovery_outcome"] == "recovered"
+    assert history(capsys, "C1")["state"]["recovery_outcome"] == "partially_recovered"
+
+    # C5: never resolved; the watcher's miss and its three penalties; C4: refund kept, gift refused.
+    c5 = history(capsys, "C5")
+    assert c5["state"]["timeliness"] == "late" and c5["state"]["overdue"] is True
+    assert c5["events"][-1]["type"] == "complaint.deadline_missed" and c5["events"][-1]["role"] == "system"
+    assert sorted((p["role"], p["amount"]) for p in c5["penalties"]) == [
+        ("channel_supervisor", "50.00"), ("handler", "100.00"), ("team_lead", "50.00")]
+    c4 = history(capsys, "C4")
+    assert c4["state"]["compensation_total"] == "80.00" and c4["state"]["compensation_by_kind"] == {"refund": "80.00"}
+    assert c4["state"]["responsible"]["handler"] == "h-2"
+
+    capsys.readouterr()
+    assert main(["history", "C6"]) == 0
+    table = capsys.readouterr().out
+    assert "Complaint C6" in table and "complaint.closed" in table and "quiet_hours_violation" in table
+    assert main(["history", "C99"]) == 2
+    assert "unknown_complaint" in capsys.readouterr().err
+    assert main(["history", "C9", "--as-of", "2026-11-01T00:00:00+08:00"]) == 2

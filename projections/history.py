@@ -1,0 +1,133 @@
+"""One complaint's history for auditors: every recorded event, and the state derived from those
+recorded up to a moment, by the same rules as the KPI read model (facts.py).
+
+The state needs the complaints this one is linked to: the one it repeats (a handling fault found
+there costs this repeat's department head) and later ones repeating it (a repeat after closing
+changes its recovery outcome). Their events are replayed with it, in recorded order.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from domain.clock import from_us
+from domain.complaint import Complaint, complaint_uuid
+from domain.policy import Policy
+from infra.store import RecoveryApplication
+from projections.facts import COMPENSATION_KINDS, SPEC_TYPE, Facts, FactsUpdater, Penalty, contributions, recovery_outcome
+from projections.report import money
+
+
+class UnknownComplaint(ValueError):
+    reason = "unknown_complaint"
+
+
+class _Facts:
+    """The facts of a handful of linked complaints, in memory."""
+
+    def __init__(self) -> None:
+        self.facts: dict[str, Facts] = {}
+
+    def get(self, uuid: str) -> Facts | None:
+        return self.facts.get(uuid)
+
+    def add(self, facts: Facts) -> None:
+        self.facts[facts.uuid] = facts
+
+    def repeats_of(self, uuid: str) -> list[Facts]:
+        return [f for f in self.facts.values() if f.repeat_of == uuid]
+
+    def received_between(self, category: str, region: str, since: int, until: int) -> list[Facts]:
+        return []  # major batches are not part of one complaint's history
+
+
+def _recorded(app: RecoveryApplication, uuid: Any, as_of: datetime | None) -> list[Any]:
+    return [e for e in app.repository.event_store.get(uuid) if as_of is None or e.timestamp <= as_of]
+
+
+def complaint_history(app: RecoveryApplication, policy: Policy, complaint_id: str,
+                      as_of: datetime | None = None) -> dict[str, Any]:
+    uuid = complaint_uuid(complaint_id)
+    events = _recorded(app, uuid, as_of)
+    if not events:
+        when = f" as of {as_of.isoformat()}" if as_of else ""
+        raise UnknownComplaint(f"unknown_complaint: no complaint {complaint_id!r} recorded{when}")
+    linked = []
+    if events[0].repeat_of:
+        linked += _recorded(app, complaint_uuid(events[0].repeat_of), as_of)
+    with app.datastore.transaction(commit=False) as c:
+        repeats = app.dialect.rows(c, "SELECT uuid FROM kpi_complaints WHERE repeat_of = ?", (uuid.hex,))
+    for row in repeats:
+        linked += _recorded(app, UUID(hex=row["uuid"]), as_of)
+
+    facts = _Facts()
+    updater = FactsUpdater(facts, policy, complaint_uuid)
+    penalties: list[Penalty] = []
+    for event in sorted([*events, *linked], key=lambda e: (e.timestamp, str(e.originator_id), e.originator_version)):
+        triggered = updater.apply(event)
+        penalties += [p for p in triggered if p.complaint == uuid.hex]
+    complaint: Complaint | None = None
+    for event in events:
+        complaint = event.mutate(complaint)
+    assert complaint is not None
+    f = facts.get(uuid.hex)
+    assert f is not None
+    return _document(complaint, f, events, penalties, policy, as_of)
+
+
+def _document(complaint: Complaint, f: Facts, events: list[Any], penalties: list[Penalty], policy: Policy,
+              as_of: datetime | None) -> dict[str, Any]:
+    tz = policy.timezone
+    counts = contributions(f)
+    verdict = "on_time" if counts.get("on_time") else "late" if counts.get("late") else "pending"
+    return {
+        "complaint_id": complaint.complaint_id,
+        "as_of": as_of.isoformat() if as_of else None,
+        "timezone": tz.key,
+        "state": {
+            "status": complaint.status,
+            "received_at": complaint.received_at.astimezone(tz).isoformat(),
+            "deadline": complaint.deadline.astimezone(tz).isoformat(),
+            "timeliness": verdict,
+            "deadline_missed_recorded": complaint.deadline_missed,
+            "overdue": bool(counts.get("overdue")),
+            "first_resolved_at": complaint.first_resolved_at.astimezone(tz).isoformat()
+            if complaint.first_resolved_at else None,
+            "repeat_of": complaint.repeat_of,
+            "repeat": f.repeat_at is not None,
+            "upgraded": bool(f.upgraded),
+            "responsible": complaint.responsible,
+            "compensation_total": f"{complaint.compensated:.2f}",
+            "compensation_by_kind": {k: money(getattr(f, f"comp_{k}")) for k in COMPENSATION_KINDS
+                                     if getattr(f, f"comp_{k}")},
+            "satisfaction": f.satisfaction,
+            "recovery_outcome": recovery_outcome(f),
+        },
+        "penalties": [{
+            "reason": p.reason, "role": p.role, "who": p.who, "unit": p.unit,
+            "at": from_us(p.at).astimezone(tz).isoformat(), "amount": money(p.amount_fen),
+            "points": money(p.points_centi),
+        } for p in penalties],
+        "events": [_entry(e, tz) for e in events],
+    }
+
+
+def _entry(e: Any, tz: Any) -> dict[str, Any]:
+    entry = {
+        "occurred_at": e.occurred_at.astimezone(tz).isoformat(),
+        "recorded_at": e.timestamp.astimezone(tz).isoformat(),
+        "type": SPEC_TYPE[type(e).__name__],
+        "event_id": e.event_id,
+        "actor": e.actor.get("id"), "role": e.actor.get("role"), "unit": e.actor.get("unit"),
+        "data": e.data,
+    }
+    for flag in ("quiet_hours_violation", "upgrades"):
+        if getattr(e, flag, False):
+            entry[flag] = True
+    if type(e).__name__ == "Received":
+        entry["deadline"] = e.deadline.astimezone(tz).isoformat()
+        if e.repeat_of:
+            entry["repeat_of"] = e.repeat_of
+    return entry

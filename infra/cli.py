@@ -92,6 +92,14 @@ def _moment(value: str) -> datetime:
         raise argparse.ArgumentTypeError(f"not a timestamp (ISO 8601, e.g. 2026-12-01T00:00+08:00): {value!r}") from None
 
 
+def _zoned(moment: datetime, policy: Any) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=policy.timezone)
+
+
+def _show(document: dict[str, Any], fmt: str, render: Any) -> None:
+    print(json.dumps(document, ensure_ascii=False, indent=2) if fmt == "json" else render(document))
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from infra.platform import Platform
     from infra.sql import SQLITE
@@ -106,16 +114,13 @@ def cmd_report(args: argparse.Namespace) -> int:
             report = build_report(platform.app.dialect, platform.app.datastore, platform.policy,
                                   args.start, args.end, args.by)
         else:
-            moment = args.as_of if args.as_of.tzinfo else args.as_of.replace(tzinfo=platform.policy.timezone)
+            moment = _zoned(args.as_of, platform.policy)
             with view_as_of(platform.app, platform.policy, moment) as view:
                 report = build_report(SQLITE, view.datastore, platform.policy, args.start, args.end, args.by)
             report["as_of"] = moment.isoformat()
     finally:
         platform.close()
-    if args.format == "json":
-        print(json.dumps(report, ensure_ascii=False, indent=2))
-    else:
-        print(render_table(report))
+    _show(report, args.format, render_table)
     return 0
 
 
@@ -127,16 +132,11 @@ def cmd_history(args: argparse.Namespace) -> int:
     platform = Platform()
     try:
         platform.catch_up()  # later complaints repeating this one are found through the read model
-        moment = None
-        if args.as_of is not None:
-            moment = args.as_of if args.as_of.tzinfo else args.as_of.replace(tzinfo=platform.policy.timezone)
+        moment = None if args.as_of is None else _zoned(args.as_of, platform.policy)
         history = complaint_history(platform.app, platform.policy, args.complaint_id, moment)
     finally:
         platform.close()
-    if args.format == "json":
-        print(json.dumps(history, ensure_ascii=False, indent=2))
-    else:
-        print(render_history(history))
+    _show(history, args.format, render_history)
     return 0
 
 

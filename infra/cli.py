@@ -1,4 +1,4 @@
-"""`recovery` command line: ingest, report, history, rebuild, serve, metrics, dlq replay, demo."""
+"""`recovery` command line: ingest, report, history, audit verify, rebuild, serve, metrics, dlq replay, demo."""
 
 from __future__ import annotations
 
@@ -140,6 +140,28 @@ def cmd_history(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    from infra.chain import verify
+    from infra.platform import Platform
+
+    platform = Platform()
+    try:
+        verdict = verify(platform.app)
+    finally:
+        platform.close()
+    if args.format == "json":
+        print(json.dumps({"events": verdict.events, "blocks": verdict.blocks, "head": verdict.head,
+                          "ok": not verdict.problems, "problems": [p.as_dict() for p in verdict.problems]}, indent=2))
+    else:
+        for p in verdict.problems:
+            where = f"log position {p.notification_id}" if p.notification_id is not None else "log"
+            what = f" (aggregate {p.originator_id} version {p.version})" if p.originator_id else ""
+            print(f"{p.kind.upper():<10} {where}{what}: {p.detail}")
+        state = "INTACT" if not verdict.problems else f"{len(verdict.problems)} PROBLEMS"
+        print(f"{state}: {verdict.events} events in {verdict.blocks} writes checked; head {verdict.head}")
+    return 0 if not verdict.problems else 1
+
+
 def cmd_rebuild(args: argparse.Namespace) -> int:
     from infra.platform import Platform
     from projections.runner import rebuild
@@ -232,6 +254,12 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("--as-of", type=_moment, help="only events recorded up to that instant (ISO 8601)")
     history.add_argument("--format", choices=["table", "json"], default="table")
     history.set_defaults(func=cmd_history)
+
+    audit = sub.add_parser("audit", help="tamper evidence")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True)
+    verify = audit_sub.add_parser("verify", help="re-walk the log against its hash chains; exit 1 on any problem")
+    verify.add_argument("--format", choices=["table", "json"], default="table")
+    verify.set_defaults(func=cmd_audit_verify)
 
     rebuild = sub.add_parser("rebuild", help="drop the projection tables and rebuild them from the event log")
     rebuild.add_argument("--projection", choices=["kpi"], default="kpi")

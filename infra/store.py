@@ -22,6 +22,7 @@ from eventsourcing.sqlite import SQLiteProcessRecorder
 from eventsourcing.utils import get_topic
 from psycopg.sql import SQL
 
+from infra.chain import CHAIN_TABLES, record_chain
 from infra.sql import POSTGRES, SQLITE, Dialect
 
 DEFAULT_DATABASE_URL = "sqlite:///./recovery.db"
@@ -37,6 +38,7 @@ INDEX_TABLES = [
     " customer_id TEXT NOT NULL, issue_key TEXT NOT NULL, received BIGINT NOT NULL,"
     " complaint_id TEXT NOT NULL, PRIMARY KEY (customer_id, issue_key, complaint_id))",
     "CREATE TABLE IF NOT EXISTS recovery_watcher (name TEXT PRIMARY KEY, clock BIGINT NOT NULL)",
+    *CHAIN_TABLES,
 ]
 
 
@@ -130,6 +132,7 @@ class SQLiteRecoveryRecorder(IndexReads, SQLiteProcessRecorder):
 
     def _insert_events(self, c: Any, stored_events: Any, **kwargs: Any) -> Any:
         ids = super()._insert_events(c, stored_events, **kwargs)
+        record_chain(self.dialect, c, stored_events, ids)
         if kwargs.get("index") is not None:
             kwargs["index"].write(self.dialect, c, self)
         return ids
@@ -146,6 +149,12 @@ class PostgresRecoveryRecorder(IndexReads, PostgresProcessRecorder):
         super()._insert_events(curs, stored_events, **kwargs)
         if kwargs.get("index") is not None:
             kwargs["index"].write(self.dialect, curs, self)
+
+    def _fetch_ids_after_insert_events(self, curs: Any, stored_events: Any, **kwargs: Any) -> Any:
+        # Here the events hold their notification ids and the table's write lock: chain them.
+        ids = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
+        record_chain(self.dialect, curs, stored_events, ids)
+        return ids
 
 
 def database_env(url: str) -> dict[str, str]:

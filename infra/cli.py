@@ -1,4 +1,4 @@
-"""`recovery` command line: ingest, report, history, audit verify, rebuild, serve, metrics, dlq replay, demo."""
+"""`recovery` command line: ingest, report, history, audit verify, export, import, rebuild, serve, metrics, dlq replay, demo."""
 
 from __future__ import annotations
 
@@ -162,6 +162,45 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     return 0 if not verdict.problems else 1
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from infra.platform import Platform
+    from infra.transfer import export_rows, write_export
+
+    platform = Platform()
+    try:
+        rows = export_rows(platform.app, platform.policy, args.start, args.end)
+        if args.output:
+            with open(args.output, "w", encoding="utf-8", newline="") as out:
+                count = write_export(rows, out, args.format)
+            print(f"exported {count} events to {args.output}", file=sys.stderr)
+        else:
+            write_export(rows, sys.stdout, args.format)
+    finally:
+        platform.close()
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from infra.platform import Platform
+    from infra.transfer import import_rows, read_export
+
+    path = Path(args.file)
+    if not path.is_file():
+        print(f"recovery import: no such file: {path}", file=sys.stderr)
+        return 2
+    fmt = args.format or ("csv" if path.suffix.lower() == ".csv" else "jsonl")
+    platform = Platform()
+    try:
+        with path.open(encoding="utf-8", newline="") as source:
+            rows = read_export(source, fmt)
+        count = import_rows(platform.app, platform.policy, rows)
+        platform.catch_up()
+    finally:
+        platform.close()
+    print(f"imported {count} events; hashes checked; read model caught up")
+    return 0
+
+
 def cmd_rebuild(args: argparse.Namespace) -> int:
     from infra.platform import Platform
     from projections.runner import rebuild
@@ -260,6 +299,18 @@ def build_parser() -> argparse.ArgumentParser:
     verify = audit_sub.add_parser("verify", help="re-walk the log against its hash chains; exit 1 on any problem")
     verify.add_argument("--format", choices=["table", "json"], default="table")
     verify.set_defaults(func=cmd_audit_verify)
+
+    export = sub.add_parser("export", help="every recorded event, with its hash, for external audit tools")
+    export.add_argument("--from", dest="start", type=_date, help="first recording date (policy time zone)")
+    export.add_argument("--to", dest="end", type=_date, help="last recording date, inclusive")
+    export.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
+    export.add_argument("--output", help="a file (default: standard output)")
+    export.set_defaults(func=cmd_export)
+
+    import_ = sub.add_parser("import", help="load a whole export into an empty store (hashes checked first)")
+    import_.add_argument("file")
+    import_.add_argument("--format", choices=["jsonl", "csv"], help="default: by the file's extension")
+    import_.set_defaults(func=cmd_import)
 
     rebuild = sub.add_parser("rebuild", help="drop the projection tables and rebuild them from the event log")
     rebuild.add_argument("--projection", choices=["kpi"], default="kpi")

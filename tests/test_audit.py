@@ -159,3 +159,82 @@ def test_history_shows_every_event_and_the_state_as_of_a_moment(store, capsys):
     assert main(["history", "C99"]) == 2
     assert "unknown_complaint" in capsys.readouterr().err
     assert main(["history", "C9", "--as-of", "2026-11-01T00:00:00+08:00"]) == 2
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_an_export_reimported_into_an_empty_store_gives_the_same_reports(store, fmt, tmp_path, capsys, monkeypatch):
+    import json
+
+    from test_scenarios import november_history
+
+    platform = Platform(store)
+    platform.ingest_lines(november_history().lines + generate(seed=9, complaints=300), batch_size=200)
+    platform.close()
+
+    def report() -> dict:
+        capsys.readouterr()
+        assert main(["report", "--by", "region", "--format", "json"]) == 0
+        return json.loads(capsys.readouterr().out)
+
+    before = report()
+    export = tmp_path / f"events.{fmt}"
+    assert main(["export", "--format", fmt, "--output", str(export)]) == 0
+    text = export.read_text(encoding="utf-8")
+    assert "recovery_keys" not in text and ("hash" in text.splitlines()[0])
+
+    monkeypatch.setenv("RECOVERY_DATABASE_URL", f"sqlite:///{tmp_path / 'imported.db'}")
+    capsys.readouterr()
+    assert main(["import", str(export)]) == 0
+    assert "hashes checked" in capsys.readouterr().out
+    assert report() == before
+    assert main(["audit", "verify"]) == 0
+    assert main(["import", str(export)]) == 2  # not an empty store any more
+    assert "needs an empty store" in capsys.readouterr().err
+    # The write-side indexes came back too: the same envelopes again are duplicates, not new events.
+    again = november_history().write(tmp_path / "again.jsonl")
+    capsys.readouterr()
+    assert main(["ingest", str(again)]) == 0
+    assert "accepted 0, duplicates 32, rejected 4" in capsys.readouterr().out
+
+
+def test_export_rows_carry_position_type_complaint_and_hash_and_a_range_narrows_them(store, tmp_path, capsys,
+                                                                                     monkeypatch):
+    import json
+    from datetime import UTC, datetime
+
+    from domain import clock
+    from test_scenarios import november_history
+
+    lines = november_history().lines
+    previous = clock.use_clock(lambda: datetime(2026, 11, 30, 4, 0, tzinfo=UTC))
+    try:
+        platform = Platform(store)
+        platform.ingest_lines(lines[:10])
+        clock.use_clock(lambda: datetime(2026, 12, 2, 4, 0, tzinfo=UTC))
+        platform.ingest_lines(lines[10:])
+        platform.close()
+    finally:
+        clock.use_clock(previous)
+    capsys.readouterr()
+    assert main(["export"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["position"] for r in rows] == sorted(r["position"] for r in rows)
+    first = rows[0]
+    assert (first["type"], first["complaint_id"], first["version"], len(first["hash"])) == (
+        "complaint.received", "C1", 1, 64)
+    assert json.loads(first["state"])["complaint_id"] == "C1"
+    assert main(["export", "--from", "2026-12-01"]) == 0
+    december = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert 0 < len(december) < len(rows) and all(r["recorded_at"] >= "2026-12" for r in december)
+
+    # A partial export cannot be imported; neither can an altered one.
+    partial = tmp_path / "december.jsonl"
+    partial.write_text("\n".join(json.dumps(r) for r in december) + "\n")
+    altered = tmp_path / "altered.jsonl"
+    rows[3]["state"] = rows[3]["state"].replace("huaian", "xuzhou")
+    altered.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    monkeypatch.setenv("RECOVERY_DATABASE_URL", f"sqlite:///{tmp_path / 'other.db'}")
+    assert main(["import", str(partial)]) == 2
+    assert "needs a whole export" in capsys.readouterr().err
+    assert main(["import", str(altered)]) == 2
+    assert f"position {rows[3]['position']}: event does not match its hash" in capsys.readouterr().err

@@ -15,6 +15,7 @@ from eventsourcing.persistence import Tracking
 from kafka import KafkaProducer
 
 from consumers.settings import KafkaSettings
+from infra.privacy import Keyring, key_ids, unseal_data
 from infra.store import RecoveryApplication
 from projections.facts import SPEC_TYPE
 
@@ -26,6 +27,7 @@ class OutboxRelay:
     def __init__(self, app: RecoveryApplication, producer: KafkaProducer, settings: KafkaSettings):
         self.app, self.producer, self.settings = app, producer, settings
         self._complaint_ids: OrderedDict[Any, str] = OrderedDict()
+        self.keyring = Keyring(app)
 
     def _complaint_id(self, originator_id: Any, event: Any) -> str:
         if hasattr(event, "complaint_id"):
@@ -44,24 +46,26 @@ class OutboxRelay:
         notifications = self.app.recorder.select_notifications(start=last + 1, limit=limit)
         if not notifications:
             return 0
-        for n in notifications:
-            event = self.app.mapper.to_domain_event(n)
+        events = [(n, self.app.mapper.to_domain_event(n)) for n in notifications]
+        # Downstream systems get the personal fields in clear (or "[erased]"), as they were sent.
+        keys = self.keyring.by_id(key_ids(getattr(e, "data", {}) for _, e in events))
+        for n, event in events:
             kind = type(event).__qualname__
             if kind.startswith("Complaint."):
-                self._publish_complaint_event(n, event)
+                self._publish_complaint_event(n, event, keys)
             elif kind == "DeadLetter.Recorded" and event.source.count("/") == 2:
                 self._publish_dead_letter(event)
         self.producer.flush()
         self.app.recorder.insert_tracking(Tracking(RELAY, notifications[-1].id))
         return len(notifications)
 
-    def _publish_complaint_event(self, n: Any, event: Any) -> None:
+    def _publish_complaint_event(self, n: Any, event: Any, keys: dict[str, bytes]) -> None:
         complaint_id = self._complaint_id(n.originator_id, event)
         stable_id = f"{n.originator_id}:{n.originator_version}"
         body = {"event_id": stable_id, "source_event_id": event.event_id,
                 "type": SPEC_TYPE[type(event).__name__], "complaint_id": complaint_id,
                 "occurred_at": event.occurred_at.isoformat(), "recorded_at": event.timestamp.isoformat(),
-                "actor": event.actor, "data": event.data}
+                "actor": event.actor, "data": unseal_data(event.data, keys)}
         for extra in _EXTRAS:
             if hasattr(event, extra):
                 value = getattr(event, extra)

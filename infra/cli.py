@@ -1,4 +1,4 @@
-"""`recovery` command line: ingest, report, history, audit verify, export, import, rebuild, serve, metrics, dlq replay, demo."""
+"""`recovery` command line: ingest, report, history, audit verify, export, import, erase, rebuild, serve, metrics, dlq replay, demo."""
 
 from __future__ import annotations
 
@@ -201,6 +201,23 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_erase(args: argparse.Namespace) -> int:
+    from infra.platform import Platform
+    from infra.privacy import Keyring
+
+    platform = Platform()
+    try:
+        keys, complaints = Keyring(platform.app).erase(args.customer_id)
+    finally:
+        platform.close()
+    if not keys:
+        print("nothing to erase: no key is held for this customer (erased before, or never seen)")
+    else:
+        print(f"erased: {keys} key(s) destroyed; the personal fields of {complaints} complaint(s) now read "
+              "as [erased]; events, hashes and KPIs are unchanged")
+    return 0
+
+
 def cmd_rebuild(args: argparse.Namespace) -> int:
     from infra.platform import Platform
     from projections.runner import rebuild
@@ -311,6 +328,10 @@ def build_parser() -> argparse.ArgumentParser:
     import_.add_argument("file")
     import_.add_argument("--format", choices=["jsonl", "csv"], help="default: by the file's extension")
     import_.set_defaults(func=cmd_import)
+
+    erase = sub.add_parser("erase", help="crypto-shred a customer's personal data (PIPL): destroy their keys")
+    erase.add_argument("customer_id")
+    erase.set_defaults(func=cmd_erase)
 
     rebuild = sub.add_parser("rebuild", help="drop the projection tables and rebuild them from the event log")
     rebuild.add_argument("--projection", choices=["kpi"], default="kpi")

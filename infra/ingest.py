@@ -7,7 +7,7 @@ and the index changes are saved together or not at all, so a crash never half-ap
 from __future__ import annotations
 
 import heapq
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from collections.abc import Callable
 from typing import Any
@@ -22,6 +22,7 @@ from domain.envelope import Envelope, parse_line
 from domain.errors import ComplaintExists, Rejected, UnknownComplaint
 from domain.inbound import DeadLetter, DuplicateDelivery
 from domain.policy import Policy
+from infra.privacy import Keyring, key_id_of, new_key, seal_data, sealed_fields
 from infra.store import IndexChanges, RecoveryApplication
 
 ACCEPTED, DUPLICATE, REJECTED = "accepted", "duplicate", "rejected"
@@ -49,6 +50,10 @@ class _Batch:
         self.issues: list[tuple[str, str, int, str]] = []  # known and new (customer, issue, received, complaint)
         self.checked: set[str] = set()  # complaint ids whose existence was looked up in one query
         self.known: set[str] = set()  # ... and those that exist
+        self.keyring: Keyring = service.keyring
+        self.lookups: dict[str, str] = {}  # customer id -> lookup value
+        self.keys: dict[str, tuple[str, bytes]] = {}  # lookup -> (key id, key)
+        self.keys_by_id: dict[str, bytes | None] = {}
 
     def prefetch(self, envelopes: list[Envelope], window_days: int) -> None:
         """One query each for what the batch will ask: which complaints exist, earlier complaints."""
@@ -57,7 +62,35 @@ class _Batch:
         received = [e for e in envelopes if e.type == "complaint.received"]
         if received:
             since = to_us(min(e.occurred_at for e in received) - timedelta(days=window_days))
-            self.issues = self.app.index.customer_issues(sorted({e.data["customer_id"] for e in received}), since)
+            self.lookups = {e.data["customer_id"]: self.keyring.lookup(e.data["customer_id"]) for e in received}
+            lookups = sorted(set(self.lookups.values()))
+            self.keys = self.keyring.by_lookup(lookups)
+            self.issues = self.app.index.customer_issues(lookups, since)
+
+    def customer_key(self, customer_id: str) -> tuple[str, bytes]:
+        """The customer's key, created (and written with this batch) on their first complaint."""
+        lookup = self.lookups.get(customer_id) or self.keyring.lookup(customer_id)
+        if lookup not in self.keys:
+            self.keys.update(self.keyring.by_lookup([lookup]))
+        if lookup not in self.keys:
+            key_id, key = new_key()
+            self.keys[lookup] = (key_id, key)
+            self.index.keys.append((key_id, lookup, key.hex()))
+        return self.keys[lookup]
+
+    def sealed(self, env: Envelope, complaint: Complaint | None) -> Envelope:
+        """The envelope with its personal fields sealed with the customer's key."""
+        if not sealed_fields(env.data):
+            return env
+        if complaint is None:
+            key_id, key = self.customer_key(env.data["customer_id"])
+        elif (key_id := key_id_of(complaint.customer_id)) is not None:
+            if key_id not in self.keys_by_id:
+                self.keys_by_id.update({key_id: None, **self.keyring.by_id([key_id])})
+            key = self.keys_by_id[key_id]  # None once the customer was erased: the text is not kept
+        else:  # recorded before personal data was sealed
+            key_id, key = self.customer_key(complaint.customer_id)
+        return replace(env, data=seal_data(env.data, key_id, key))
 
     def complaint(self, complaint_id: str) -> Complaint | None:
         if complaint_id not in self.complaints:
@@ -74,7 +107,7 @@ class _Batch:
             return env.data["repeat_of"]
         until = to_us(env.occurred_at)
         since = to_us(env.occurred_at - timedelta(days=window_days))
-        key = (env.data["customer_id"], env.data["issue_key"])
+        key = (self.lookups[env.data["customer_id"]], env.data["issue_key"])
         candidates = [(r, c) for cust, issue, r, c in self.issues
                       if (cust, issue) == key and since <= r <= until and c != env.complaint_id]
         return max(candidates)[1] if candidates else None
@@ -92,6 +125,7 @@ class IngestService:
         # Which complaints this process may write besides those its events name. With Kafka, only
         # complaints in its own partitions: one writer per complaint keeps cached aggregates fresh.
         self.owns: Callable[[str], bool] = lambda complaint_id: True
+        self.keyring = Keyring(app)
         default = policy.file_lateness_seconds if watcher == "event" else policy.live_lateness_seconds
         self.lateness = timedelta(seconds=default if lateness_seconds is None else lateness_seconds)
 
@@ -177,6 +211,8 @@ class IngestService:
     def _apply(self, batch: _Batch, env: Envelope, complaint: Complaint | None,
                repeat_of: str | None, due: list[tuple[int, str]]) -> None:
         batch.index.inbound.append((env.event_id, env.complaint_id))
+        lookup = batch.lookups.get(env.data.get("customer_id", ""))
+        env = batch.sealed(env, complaint)
         if complaint is None:
             complaint = Complaint.receive(env, self.policy, repeat_of)
             batch.complaints[env.complaint_id] = complaint
@@ -184,7 +220,7 @@ class IngestService:
             deadline = to_us(complaint.deadline)
             batch.index.deadlines[env.complaint_id] = deadline
             heapq.heappush(due, (deadline, env.complaint_id))
-            issue = (env.data["customer_id"], env.data["issue_key"], to_us(env.occurred_at), env.complaint_id)
+            issue = (lookup, env.data["issue_key"], to_us(env.occurred_at), env.complaint_id)
             batch.index.customer_issues.append(issue)
             batch.issues.append(issue)
             return

@@ -23,6 +23,7 @@ from eventsourcing.utils import get_topic
 from psycopg.sql import SQL
 
 from infra.chain import CHAIN_TABLES, record_chain
+from infra.privacy import KEY_TABLES
 from infra.sql import POSTGRES, SQLITE, Dialect
 
 DEFAULT_DATABASE_URL = "sqlite:///./recovery.db"
@@ -39,6 +40,7 @@ INDEX_TABLES = [
     " complaint_id TEXT NOT NULL, PRIMARY KEY (customer_id, issue_key, complaint_id))",
     "CREATE TABLE IF NOT EXISTS recovery_watcher (name TEXT PRIMARY KEY, clock BIGINT NOT NULL)",
     *CHAIN_TABLES,
+    *KEY_TABLES,
 ]
 
 
@@ -48,13 +50,16 @@ class IndexChanges:
 
     inbound: list[tuple[str, str]] = field(default_factory=list)  # (event_id, complaint_id)
     deadlines: dict[str, int | None] = field(default_factory=dict)  # complaint_id -> due; None clears
+    # (customer lookup, issue key, received, complaint): the lookup, never the customer id itself
     customer_issues: list[tuple[str, str, int, str]] = field(default_factory=list)
+    keys: list[tuple[str, str, str]] = field(default_factory=list)  # new (key id, lookup, key hex)
     watcher_clock: int | None = None
     # Positions in upstream sequences (a Kafka partition's offset), as tracking records: they only
     # move forward, so a second writer of the same partition fails instead of applying twice.
     positions: list[Tracking] = field(default_factory=list)
 
     def write(self, dialect: Dialect, cursor: Any, recorder: Any) -> None:
+        dialect.executemany(cursor, "INSERT INTO recovery_keys VALUES (?, ?, ?)", self.keys)
         for tracking in self.positions:
             recorder._insert_tracking(cursor, tracking)
         dialect.executemany(cursor, "INSERT INTO recovery_inbound VALUES (?, ?)", self.inbound)

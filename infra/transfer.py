@@ -4,7 +4,9 @@ An export row is one recorded event exactly as stored (its bytes as text), with 
 recording time, aggregate, version and the hash chained to it at write time. Import checks those
 hashes before writing anything, records the events through the same recorder (so they are chained
 again and come out with the same hashes), and rebuilds the write-side indexes from them; the KPI
-read model then catches up as usual, so the reports are the same as the exporting store's.
+read model then catches up as usual, so the reports are the same as the exporting store's. The
+per-customer keys are not exported: in the imported store the personal fields read as erased, and
+repeat detection starts afresh for the customers of imported complaints.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from eventsourcing.persistence import StoredEvent
 from domain.clock import to_us
 from domain.policy import Policy
 from infra.chain import GENESIS, event_hash
+from infra.privacy import Keyring, key_id_of
 from infra.store import IndexChanges, RecoveryApplication
 from projections.facts import SPEC_TYPE
 
@@ -105,13 +108,14 @@ def import_rows(app: RecoveryApplication, policy: Policy, rows: list[dict[str, A
         raise ImportRefused("import needs an empty store: this one already holds events")
     check_export(rows)
     complaint_ids: dict[str, str] = {}
+    keyring = Keyring(app)
     clock: int | None = None
     for i in range(0, len(rows), batch_size):
         stored = [StoredEvent(originator_id=UUID(hex=r["aggregate"]), originator_version=r["version"],
                               topic=r["topic"], state=r["state"].encode("utf-8")) for r in rows[i:i + batch_size]]
         index = IndexChanges()
         for s in stored:
-            latest = _index(app.mapper.to_domain_event(s), index, complaint_ids)
+            latest = _index(app.mapper.to_domain_event(s), index, complaint_ids, keyring.lookup)
             if latest is not None and (clock is None or latest > clock):
                 clock = latest
         if clock is not None:
@@ -120,7 +124,7 @@ def import_rows(app: RecoveryApplication, policy: Policy, rows: list[dict[str, A
     return len(rows)
 
 
-def _index(event: Any, index: IndexChanges, complaint_ids: dict[str, str]) -> int | None:
+def _index(event: Any, index: IndexChanges, complaint_ids: dict[str, str], lookup: Any) -> int | None:
     """What ingest wrote beside this event (idempotency, deadlines, repeat candidates); returns its
     occurred_at when it came from an inbound envelope (what moves the event-time watcher)."""
     kind = type(event).__qualname__
@@ -130,8 +134,9 @@ def _index(event: Any, index: IndexChanges, complaint_ids: dict[str, str]) -> in
     if kind == "Complaint.Received":
         complaint_ids[uuid] = event.complaint_id
         index.deadlines[event.complaint_id] = to_us(event.deadline)
-        index.customer_issues.append((event.data["customer_id"], event.data["issue_key"],
-                                      to_us(event.occurred_at), event.complaint_id))
+        if key_id_of(event.data["customer_id"]) is None:  # sealed ids cannot be looked up: keys stay home
+            index.customer_issues.append((lookup(event.data["customer_id"]), event.data["issue_key"],
+                                          to_us(event.occurred_at), event.complaint_id))
     complaint_id = complaint_ids[uuid]
     if kind in ("Complaint.DeadlineMissed",) or (kind == "Complaint.Resolved"):
         index.deadlines[complaint_id] = None

@@ -15,6 +15,7 @@ from uuid import UUID
 from domain.clock import from_us
 from domain.complaint import Complaint, complaint_uuid
 from domain.policy import Policy
+from infra.privacy import Keyring, key_ids, unseal, unseal_data
 from infra.store import RecoveryApplication
 from projections.facts import COMPENSATION_KINDS, SPEC_TYPE, Facts, FactsUpdater, Penalty, contributions, recovery_outcome
 from projections.report import money
@@ -74,16 +75,18 @@ def complaint_history(app: RecoveryApplication, policy: Policy, complaint_id: st
     assert complaint is not None
     f = facts.get(uuid.hex)
     assert f is not None
-    return _document(complaint, f, events, penalties, policy, as_of)
+    keys = Keyring(app).by_id(key_ids(e.data for e in events))
+    return _document(complaint, f, events, penalties, policy, as_of, keys)
 
 
 def _document(complaint: Complaint, f: Facts, events: list[Any], penalties: list[Penalty], policy: Policy,
-              as_of: datetime | None) -> dict[str, Any]:
+              as_of: datetime | None, keys: dict[str, bytes]) -> dict[str, Any]:
     tz = policy.timezone
     counts = contributions(f)
     verdict = "on_time" if counts.get("on_time") else "late" if counts.get("late") else "pending"
     return {
         "complaint_id": complaint.complaint_id,
+        "customer_id": unseal(complaint.customer_id, keys),
         "as_of": as_of.isoformat() if as_of else None,
         "timezone": tz.key,
         "state": {
@@ -110,18 +113,18 @@ def _document(complaint: Complaint, f: Facts, events: list[Any], penalties: list
             "at": from_us(p.at).astimezone(tz).isoformat(), "amount": money(p.amount_fen),
             "points": money(p.points_centi),
         } for p in penalties],
-        "events": [_entry(e, tz) for e in events],
+        "events": [_entry(e, tz, keys) for e in events],
     }
 
 
-def _entry(e: Any, tz: Any) -> dict[str, Any]:
+def _entry(e: Any, tz: Any, keys: dict[str, bytes]) -> dict[str, Any]:
     entry = {
         "occurred_at": e.occurred_at.astimezone(tz).isoformat(),
         "recorded_at": e.timestamp.astimezone(tz).isoformat(),
         "type": SPEC_TYPE[type(e).__name__],
         "event_id": e.event_id,
         "actor": e.actor.get("id"), "role": e.actor.get("role"), "unit": e.actor.get("unit"),
-        "data": e.data,
+        "data": unseal_data(e.data, keys),  # personal fields in clear, or "[erased]"
     }
     for flag in ("quiet_hours_violation", "upgrades"):
         if getattr(e, flag, False):

@@ -62,3 +62,10 @@ def test_the_auditor_role_cannot_write(auditor, statement):
         conn.execute("SET default_transaction_read_only = off")  # even without the read-only default
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute(statement)
+
+
+@pytest.mark.parametrize("table", ["recovery_keys", "recovery_secrets"])
+def test_the_auditor_role_cannot_read_key_material(auditor, table):
+    with psycopg.connect(auditor) as conn:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute(f"SELECT * FROM {table}")

@@ -25,11 +25,5 @@ GRANT USAGE ON SCHEMA public TO recovery_auditor;
 GRANT SELECT ON ALL TABLES IN SCHEMA public TO recovery_auditor;
 -- Tables created later (a new read model) are readable too.
 ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO recovery_auditor;
--- Key material stays out of reach (the table exists once personal data is encrypted).
-DO $$
-BEGIN
-    IF to_regclass('public.recovery_keys') IS NOT NULL THEN
-        EXECUTE 'REVOKE ALL ON recovery_keys FROM recovery_auditor';
-    END IF;
-END
-$$;
+-- Key material stays out of reach: the per-customer keys and the lookup secret.
+REVOKE ALL ON recovery_keys, recovery_secrets FROM recovery_auditor;

@@ -15,7 +15,7 @@ from eventsourcing.persistence import Tracking
 from kafka import KafkaProducer
 
 from consumers.settings import KafkaSettings
-from infra.privacy import Keyring, key_ids, unseal_data
+from infra.privacy import Keyring, key_ids, unseal, unseal_data
 from infra.store import RecoveryApplication
 from projections.facts import SPEC_TYPE
 
@@ -48,13 +48,14 @@ class OutboxRelay:
             return 0
         events = [(n, self.app.mapper.to_domain_event(n)) for n in notifications]
         # Downstream systems get the personal fields in clear (or "[erased]"), as they were sent.
-        keys = self.keyring.by_id(key_ids(getattr(e, "data", {}) for _, e in events))
+        keys = self.keyring.by_id(key_ids([*(getattr(e, "data", {}) for _, e in events),
+                                            *({"raw": getattr(e, "raw", None)} for _, e in events)]))
         for n, event in events:
             kind = type(event).__qualname__
             if kind.startswith("Complaint."):
                 self._publish_complaint_event(n, event, keys)
             elif kind == "DeadLetter.Recorded" and event.source.count("/") == 2:
-                self._publish_dead_letter(event)
+                self._publish_dead_letter(event, unseal(event.raw, keys))
         self.producer.flush()
         self.app.recorder.insert_tracking(Tracking(RELAY, notifications[-1].id))
         return len(notifications)
@@ -74,10 +75,10 @@ class OutboxRelay:
                            value=json.dumps(body, ensure_ascii=False).encode(),
                            headers=[("event_id", stable_id.encode()), ("type", body["type"].encode())])
 
-    def _publish_dead_letter(self, event: Any) -> None:
+    def _publish_dead_letter(self, event: Any, raw: str) -> None:
         topic, partition, offset = event.source.split("/")
         headers = [("reason", event.reason.encode()), ("message", event.message.encode()),
                    ("source_topic", topic.encode()), ("source_partition", partition.encode()),
                    ("source_offset", offset.encode())]
-        self.producer.send(self.settings.dlq_topic, value=event.raw.encode(),
+        self.producer.send(self.settings.dlq_topic, value=raw.encode(),
                            key=(event.complaint_id or "").encode() or None, headers=headers)

@@ -22,7 +22,7 @@ from domain.envelope import Envelope, parse_line
 from domain.errors import ComplaintExists, Rejected, UnknownComplaint
 from domain.inbound import DeadLetter, DuplicateDelivery
 from domain.policy import Policy
-from infra.privacy import Keyring, key_id_of, new_key, seal_data, sealed_fields
+from infra.privacy import Keyring, key_id_of, new_key, seal, seal_data, sealed_fields
 from infra.store import IndexChanges, RecoveryApplication
 
 ACCEPTED, DUPLICATE, REJECTED = "accepted", "duplicate", "rejected"
@@ -78,19 +78,33 @@ class _Batch:
             self.index.keys.append((key_id, lookup, key.hex()))
         return self.keys[lookup]
 
-    def sealed(self, env: Envelope, complaint: Complaint | None) -> Envelope:
-        """The envelope with its personal fields sealed with the customer's key."""
-        if not sealed_fields(env.data):
-            return env
+    def key_for(self, env: Envelope, complaint: Complaint | None) -> tuple[str | None, bytes | None]:
+        """The key of the envelope's customer: named in a `received`, else its complaint's. No key
+        for an erased customer, or when the complaint is unknown."""
+        if env.type == "complaint.received" and isinstance(env.data.get("customer_id"), str):
+            return self.customer_key(env.data["customer_id"])
         if complaint is None:
-            key_id, key = self.customer_key(env.data["customer_id"])
-        elif (key_id := key_id_of(complaint.customer_id)) is not None:
+            return None, None
+        if (key_id := key_id_of(complaint.customer_id)) is not None:
             if key_id not in self.keys_by_id:
                 self.keys_by_id.update({key_id: None, **self.keyring.by_id([key_id])})
-            key = self.keys_by_id[key_id]  # None once the customer was erased: the text is not kept
-        else:  # recorded before personal data was sealed
-            key_id, key = self.customer_key(complaint.customer_id)
-        return replace(env, data=seal_data(env.data, key_id, key))
+            return key_id, self.keys_by_id[key_id]
+        return self.customer_key(complaint.customer_id)  # recorded before personal data was sealed
+
+    def sealed(self, env: Envelope, complaint: Complaint | None) -> Envelope:
+        """The envelope with its personal fields sealed with the customer's key (not kept without one)."""
+        if not sealed_fields(env.data):
+            return env
+        return replace(env, data=seal_data(env.data, *self.key_for(env, complaint)))
+
+    def sealed_raw(self, raw: str, env: Envelope | None) -> str:
+        """A refused line, sealed whole when it names a customer we hold a key for. A line that
+        could not be parsed, or names an unknown complaint, is kept as it came."""
+        if env is None:
+            return raw
+        complaint = None if env.type == "complaint.received" else self.complaint(env.complaint_id)
+        key_id, key = self.key_for(env, complaint)
+        return seal(key_id, key, raw) if key_id and key is not None else raw
 
     def complaint(self, complaint_id: str) -> Complaint | None:
         if complaint_id not in self.complaints:
@@ -245,7 +259,7 @@ class IngestService:
     def _refuse(self, batch: _Batch, raw: str, refusal: Rejected, env: Envelope | None,
                 source: str) -> Outcome:
         batch.others.append(DeadLetter(
-            reason=refusal.reason, message=refusal.message, raw=raw,
+            reason=refusal.reason, message=refusal.message, raw=batch.sealed_raw(raw, env),
             event_id=env.event_id if env else None, complaint_id=env.complaint_id if env else None,
             type=env.type if env else None, source=source,
         ))

@@ -24,6 +24,7 @@ from typing import Any
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 PERSONAL_FIELDS = ("customer_id", "summary", "reason", "notes")
+SEALED_ATTRIBUTES = (*PERSONAL_FIELDS, "raw")  # "raw": a refused line of a known customer
 ERASED = "[erased]"
 PREFIX = "enc:v1:"
 KEY_TABLES = [
@@ -79,7 +80,7 @@ def unseal_data(data: dict[str, Any], keys: dict[str, bytes]) -> dict[str, Any]:
 
 
 def key_ids(datas: Iterable[dict[str, Any]]) -> set[str]:
-    return {k for d in datas for f in PERSONAL_FIELDS if (k := key_id_of(d.get(f)))}
+    return {k for d in datas for f in SEALED_ATTRIBUTES if (k := key_id_of(d.get(f)))}
 
 
 class Keyring:

@@ -53,7 +53,7 @@ class _Batch:
         self.keyring: Keyring = service.keyring
         self.lookups: dict[str, str] = {}  # customer id -> lookup value
         self.keys: dict[str, tuple[str, bytes]] = {}  # lookup -> (key id, key)
-        self.keys_by_id: dict[str, bytes | None] = {}
+        self.new_keys: dict[str, bytes] = {}  # created by this batch, committed with it
 
     def prefetch(self, envelopes: list[Envelope], window_days: int) -> None:
         """One query each for what the batch will ask: which complaints exist, earlier complaints."""
@@ -70,11 +70,12 @@ class _Batch:
     def customer_key(self, customer_id: str) -> tuple[str, bytes]:
         """The customer's key, created (and written with this batch) on their first complaint."""
         lookup = self.lookups.get(customer_id) or self.keyring.lookup(customer_id)
-        if lookup not in self.keys:
+        if lookup not in self.keys and customer_id not in self.lookups:  # prefetch looked the others up
             self.keys.update(self.keyring.by_lookup([lookup]))
         if lookup not in self.keys:
             key_id, key = new_key()
             self.keys[lookup] = (key_id, key)
+            self.new_keys[key_id] = key
             self.index.keys.append((key_id, lookup, key.hex()))
         return self.keys[lookup]
 
@@ -86,9 +87,7 @@ class _Batch:
         if complaint is None:
             return None, None
         if (key_id := key_id_of(complaint.customer_id)) is not None:
-            if key_id not in self.keys_by_id:
-                self.keys_by_id.update({key_id: None, **self.keyring.by_id([key_id])})
-            return key_id, self.keys_by_id[key_id]
+            return key_id, self.new_keys.get(key_id) or self.service.sealing_key(key_id)
         return self.customer_key(complaint.customer_id)  # recorded before personal data was sealed
 
     def sealed(self, env: Envelope, complaint: Complaint | None) -> Envelope:
@@ -140,8 +139,22 @@ class IngestService:
         # complaints in its own partitions: one writer per complaint keeps cached aggregates fresh.
         self.owns: Callable[[str], bool] = lambda complaint_id: True
         self.keyring = Keyring(app)
+        self._sealing_keys: dict[str, bytes] = {}
         default = policy.file_lateness_seconds if watcher == "event" else policy.live_lateness_seconds
         self.lateness = timedelta(seconds=default if lateness_seconds is None else lateness_seconds)
+
+    def sealing_key(self, key_id: str) -> bytes | None:
+        """A stored customer key by id, kept across batches once found (a key erased meanwhile only
+        seals text that nobody can read any more, which is what erasure asks); None when it is
+        not stored (erased: the text is not kept)."""
+        key = self._sealing_keys.get(key_id)
+        if key is None:
+            key = self.keyring.by_id([key_id]).get(key_id)
+            if key is not None:
+                if len(self._sealing_keys) > 200_000:
+                    self._sealing_keys.clear()
+                self._sealing_keys[key_id] = key
+        return key
 
     def tick(self) -> None:
         """Record the deadlines the clock has passed, with no inbound event (the live watcher)."""

@@ -102,3 +102,18 @@ def test_erase_destroys_the_key_and_nothing_else_changes(store, capsys, tmp_path
     assert "accepted 1" in run(capsys, "ingest", str(late))
     assert "Mr Wang again" not in raw_tables(store)
     assert json.loads(run(capsys, "history", "C2", "--format", "json"))["events"][-1]["data"]["summary"] == "[erased]"
+
+
+def test_text_sent_in_the_same_batch_as_its_complaint_is_kept(store, capsys, tmp_path):
+    from feed import Feed
+
+    feed = Feed()
+    feed.received("N1", "2026-11-22T09:00:00+08:00", customer="cust-N", summary="first words")
+    feed.envelope("responded", "N1", "2026-11-22T09:30:00+08:00", {"channel": "call", "summary": "second words"},
+                  event_id="n1-2")
+    feed.received("N2", "2026-11-22T10:00:00+08:00", customer="cust-N")  # the same customer, the same key
+    feed.lines = [line.replace('"src-', '"new-') for line in feed.lines]  # ids of its own, not resends
+    run(capsys, "ingest", str(feed.write(tmp_path / "same-batch.jsonl")))
+    n1 = json.loads(run(capsys, "history", "N1", "--format", "json"))
+    assert [e["data"].get("summary") for e in n1["events"]] == ["first words", "second words"]
+    assert json.loads(run(capsys, "history", "N2", "--format", "json"))["customer_id"] == "cust-N"

@@ -100,9 +100,16 @@ class Verdict:
     problems: list[Problem]
 
 
-def verify(app: Any, batch_size: int = 5000) -> Verdict:
-    """Re-walk the whole log against both chains; name every event that does not fit."""
+def verify(app: Any, batch_size: int = 5000, expect_head: str | None = None) -> Verdict:
+    """Re-walk the whole log against both chains; name every event that does not fit. Writes that
+    commit while it runs are left for the next verification. `expect_head`: a head printed by an
+    earlier verification, which must still be in the chain."""
     dialect, recorder = app.dialect, app.recorder
+    # The writes recorded so far; a write that commits while this runs has its block, hashes and
+    # events committed together, after this read: its events are left for the next verification.
+    with app.datastore.transaction(commit=False) as c:
+        blocks = dialect.rows(c, "SELECT * FROM recovery_log_chain ORDER BY last_id")
+    upto = max([0, *(b["last_id"] for b in blocks)])
     problems: list[Problem] = []
     recomputed: dict[int, str] = {}  # log position -> hash of the event found there
     chained: set[tuple[str, int]] = set()
@@ -112,12 +119,14 @@ def verify(app: Any, batch_size: int = 5000) -> Verdict:
             recorded = {(r["originator_id"], r["originator_version"]): r for r in dialect.rows_in(
                 c, "SELECT * FROM recovery_chain", "originator_id", sorted({_hex(n.originator_id) for n in batch}))}
         for n in batch:
-            events += 1
             originator, version = _hex(n.originator_id), n.originator_version
             row = recorded.get((originator, version))
+            if n.id > upto and row is not None:
+                continue  # written after the blocks were read
+            events += 1
             # Each event is checked against the hash recorded for the version before it, so one
             # altered or missing event is named alone, wherever it sits in the log.
-            before = GENESIS if version == 1 else (recorded.get((originator, version - 1)) or {}).get("hash", "")
+            before = GENESIS if version == 1 else (recorded.get((originator, version - 1)) or {}).get("hash", GENESIS)
             h = recomputed[n.id] = event_hash(before, originator, version, n.topic, bytes(n.state))
             if row is None:
                 problems.append(Problem("inserted", n.id, originator, version, "no hash was recorded for this event"))
@@ -131,9 +140,9 @@ def verify(app: Any, batch_size: int = 5000) -> Verdict:
                                         f"written at log position {row['notification_id']}, found at {n.id}"))
     with app.datastore.transaction(commit=False) as c:
         missing = [r for r in dialect.rows(c, "SELECT originator_id, originator_version, notification_id"
-                                              " FROM recovery_chain ORDER BY notification_id")
+                                              " FROM recovery_chain WHERE notification_id <= ? ORDER BY notification_id",
+                                           (upto,))
                    if (r["originator_id"], r["originator_version"]) not in chained]
-        blocks = dialect.rows(c, "SELECT * FROM recovery_log_chain ORDER BY last_id")
     for r in missing:
         problems.append(Problem("deleted", r["notification_id"], r["originator_id"], r["originator_version"],
                                 "an event written here is gone"))
@@ -150,6 +159,9 @@ def verify(app: Any, batch_size: int = 5000) -> Verdict:
                                     f"log positions {b['first_id']}..{b['last_id']} no longer hold the events "
                                     "written there, in that order"))
         head = b["hash"]
+    if expect_head and expect_head not in {b["hash"] for b in blocks}:
+        problems.append(Problem("deleted", None, None, None, f"the head {expect_head} of an earlier verification is "
+                                "no longer in the chain: recorded writes were removed or rewritten"))
     for i in sorted(set(recomputed) - in_blocks):
         if not any(p.notification_id == i for p in problems):
             problems.append(Problem("inserted", i, None, None, "event outside every recorded write"))

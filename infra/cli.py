@@ -146,7 +146,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 
     platform = Platform()
     try:
-        verdict = verify(platform.app)
+        verdict = verify(platform.app, expect_head=args.expect_head)
     finally:
         platform.close()
     if args.format == "json":
@@ -315,6 +315,8 @@ def build_parser() -> argparse.ArgumentParser:
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
     verify = audit_sub.add_parser("verify", help="re-walk the log against its hash chains; exit 1 on any problem")
     verify.add_argument("--format", choices=["table", "json"], default="table")
+    verify.add_argument("--expect-head", help="a head printed by an earlier verification (kept outside the "
+                        "database): fail unless it is still in the chain")
     verify.set_defaults(func=cmd_audit_verify)
 
     export = sub.add_parser("export", help="every recorded event, with its hash, for external audit tools")

@@ -186,6 +186,9 @@ def database_env(url: str) -> dict[str, str]:
             "POSTGRES_USER": unquote(parsed.username or "postgres"),
             "POSTGRES_PASSWORD": unquote(parsed.password or ""),
             "POSTGRES_POOL_SIZE": "4",
+            # eventsourcing's stored-function insert would bypass the recorder hooks that write
+            # the indexes, keys, Kafka positions and hash chains with the events.
+            "POSTGRES_ENABLE_DB_FUNCTIONS": "n",
             "APPLICATION_RECORDER_TOPIC": get_topic(PostgresRecoveryRecorder),
         }
     raise ValueError(f"RECOVERY_DATABASE_URL: unsupported scheme in {url!r} (sqlite or postgresql)")

@@ -108,3 +108,21 @@ def test_reordered_events_are_named(store, capsys):
     assert code == 1
     assert {(p["problem"], p["notification_id"], p["aggregate"]) for p in out["problems"]} == {
         ("reordered", first, b), ("reordered", second, a)}
+
+
+def test_a_head_kept_from_an_earlier_audit_must_still_be_in_the_chain(store, capsys):
+    _, out = verify(capsys)
+    head = out["head"]
+    capsys.readouterr()
+    assert main(["audit", "verify", "--expect-head", head]) == 0
+    # The newest write removed whole, with its hashes and its block: only the kept head tells.
+    with store.app.datastore.transaction(commit=False) as c:
+        last = store.app.dialect.rows(c, "SELECT * FROM recovery_log_chain ORDER BY last_id DESC LIMIT 1")[0]
+    sql(store, f"DELETE FROM {events(store)} WHERE {pos(store)} >= ?", (last["first_id"],))
+    sql(store, "DELETE FROM recovery_chain WHERE notification_id >= ?", (last["first_id"],))
+    sql(store, "DELETE FROM recovery_log_chain WHERE last_id = ?", (last["last_id"],))
+    assert main(["audit", "verify"]) == 0  # consistent as far as the store alone can tell
+    capsys.readouterr()
+    assert main(["audit", "verify", "--expect-head", head, "--format", "json"]) == 1
+    (problem,) = json.loads(capsys.readouterr().out)["problems"]
+    assert problem["problem"] == "deleted" and head in problem["detail"]

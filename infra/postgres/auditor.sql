@@ -1,5 +1,6 @@
 -- A read-only role for auditors (internal audit, the regulator's inspectors), to run in the
--- platform's database as its owner:  psql "$RECOVERY_DATABASE_URL" -f infra/postgres/auditor.sql
+-- platform's database as its owner, once the service has created its tables (any `recovery`
+-- command does):  psql "$RECOVERY_DATABASE_URL" -f infra/postgres/auditor.sql
 -- Then give each auditor a login of their own in it (role settings are not inherited, so the
 -- read-only default goes on the login):
 --   CREATE ROLE auditor_wang LOGIN PASSWORD '...' IN ROLE recovery_auditor;

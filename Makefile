@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: install demo test clean
+.PHONY: install demo test bench clean
 
 install: $(VENV)/.installed
 
@@ -19,6 +19,14 @@ demo: install
 # pytest exits 5 when it collected no tests: that is a failure here, never a silent pass.
 test: install
 	$(BIN)/python -m pytest -q
+
+# Benchmarks (PostgreSQL and the test broker, as for `make test`); results in bench/results/.
+# BENCH_EVENTS=100000,1000000 for the full sizes (the larger takes long on 2 cores).
+BENCH_EVENTS ?= 100000
+bench: install
+	$(BIN)/python bench/file_ingest.py --events $(BENCH_EVENTS)
+	$(BIN)/python bench/kafka_ingest.py
+	$(BIN)/python bench/scrape_cost.py --store postgres --sizes 1000,10000
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache demo-data

@@ -62,6 +62,9 @@ def record_chain(dialect: Dialect, cursor: Any, stored_events: Sequence[Any], no
         known = last.get(row["originator_id"])
         if known is None or row["originator_version"] > known[0]:
             last[row["originator_id"]] = (row["originator_version"], row["hash"])
+    # Every read before any write: on PostgreSQL this runs in pipeline mode, where reading a result
+    # behind a pending write is unreliable.
+    before = dialect.rows(cursor, "SELECT hash FROM recovery_log_chain ORDER BY last_id DESC LIMIT 1")
     rows, hashes = [], []
     for event, notification_id in zip(stored_events, notification_ids):
         originator = _hex(event.originator_id)
@@ -71,7 +74,6 @@ def record_chain(dialect: Dialect, cursor: Any, stored_events: Sequence[Any], no
         rows.append((originator, event.originator_version, notification_id, h))
         hashes.append(h)
     dialect.executemany(cursor, "INSERT INTO recovery_chain VALUES (?, ?, ?, ?)", rows)
-    before = dialect.rows(cursor, "SELECT hash FROM recovery_log_chain ORDER BY last_id DESC LIMIT 1")
     first, final = min(notification_ids), max(notification_ids)
     ordered = [h for _, h in sorted(zip(notification_ids, hashes))]
     dialect.execute(cursor, "INSERT INTO recovery_log_chain VALUES (?, ?, ?, ?)",

@@ -158,7 +158,9 @@ class PostgresRecoveryRecorder(IndexReads, PostgresProcessRecorder):
     def _fetch_ids_after_insert_events(self, curs: Any, stored_events: Any, **kwargs: Any) -> Any:
         # Here the events hold their notification ids and the table's write lock: chain them.
         ids = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
-        record_chain(self.dialect, curs, stored_events, ids)
+        # A cursor of its own: in pipeline mode the events' cursor still holds the insert's results.
+        with curs.connection.cursor() as own:
+            record_chain(self.dialect, own, stored_events, ids)
         return ids
 
 

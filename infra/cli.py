@@ -107,8 +107,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from projections.asof import view_as_of
     from projections.report import build_report
 
-    platform = Platform()
-    try:
+    with Platform() as platform:
         if args.as_of is None:
             platform.catch_up()
             report = build_report(platform.app.dialect, platform.app.datastore, platform.policy,
@@ -118,8 +117,6 @@ def cmd_report(args: argparse.Namespace) -> int:
             with view_as_of(platform.app, platform.policy, moment) as view:
                 report = build_report(SQLITE, view.datastore, platform.policy, args.start, args.end, args.by)
             report["as_of"] = moment.isoformat()
-    finally:
-        platform.close()
     _show(report, args.format, render_table)
     return 0
 
@@ -129,13 +126,10 @@ def cmd_history(args: argparse.Namespace) -> int:
     from infra.table import render_history
     from projections.history import complaint_history
 
-    platform = Platform()
-    try:
+    with Platform() as platform:
         platform.catch_up()  # later complaints repeating this one are found through the read model
         moment = None if args.as_of is None else _zoned(args.as_of, platform.policy)
         history = complaint_history(platform.app, platform.policy, args.complaint_id, moment)
-    finally:
-        platform.close()
     _show(history, args.format, render_history)
     return 0
 
@@ -144,11 +138,8 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     from infra.chain import verify
     from infra.platform import Platform
 
-    platform = Platform()
-    try:
+    with Platform() as platform:
         verdict = verify(platform.app, expect_head=args.expect_head)
-    finally:
-        platform.close()
     if args.format == "json":
         print(json.dumps({"events": verdict.events, "blocks": verdict.blocks, "head": verdict.head,
                           "ok": not verdict.problems, "problems": [p.as_dict() for p in verdict.problems]}, indent=2))
@@ -166,8 +157,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from infra.platform import Platform
     from infra.transfer import export_rows, write_export
 
-    platform = Platform()
-    try:
+    with Platform() as platform:
         rows = export_rows(platform.app, platform.policy, args.start, args.end)
         if args.output:
             with open(args.output, "w", encoding="utf-8", newline="") as out:
@@ -175,8 +165,6 @@ def cmd_export(args: argparse.Namespace) -> int:
             print(f"exported {count} events to {args.output}", file=sys.stderr)
         else:
             write_export(rows, sys.stdout, args.format)
-    finally:
-        platform.close()
     return 0
 
 
@@ -189,14 +177,11 @@ def cmd_import(args: argparse.Namespace) -> int:
         print(f"recovery import: no such file: {path}", file=sys.stderr)
         return 2
     fmt = args.format or ("csv" if path.suffix.lower() == ".csv" else "jsonl")
-    platform = Platform()
-    try:
+    with Platform() as platform:
         with path.open(encoding="utf-8", newline="") as source:
             rows = read_export(source, fmt)
         count = import_rows(platform.app, platform.policy, rows)
         platform.catch_up()
-    finally:
-        platform.close()
     print(f"imported {count} events; hashes checked; read model caught up")
     return 0
 
@@ -205,11 +190,8 @@ def cmd_erase(args: argparse.Namespace) -> int:
     from infra.platform import Platform
     from infra.privacy import Keyring
 
-    platform = Platform()
-    try:
+    with Platform() as platform:
         keys, complaints = Keyring(platform.app).erase(args.customer_id)
-    finally:
-        platform.close()
     if not keys:
         print("nothing to erase: no key is held for this customer (erased before, or never seen)")
     else:
@@ -222,13 +204,10 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
     from infra.platform import Platform
     from projections.runner import rebuild
 
-    platform = Platform()
-    try:
+    with Platform() as platform:
         total = platform.app.recorder.max_notification_id() or 0
         with _progress(total, f"rebuild {args.projection}", bytes_=False) as bar:
             applied = rebuild(platform.app, platform.view, progress=bar)
-    finally:
-        platform.close()
     print(f"rebuilt projection {args.projection} from {applied} recorded events")
     return 0
 

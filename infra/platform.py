@@ -74,3 +74,9 @@ class Platform:
 
     def close(self) -> None:
         self.app.close()
+
+    def __enter__(self) -> Platform:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

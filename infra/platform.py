@@ -18,13 +18,18 @@ from projections.runner import catch_up, open_view
 
 
 class Platform:
-    def __init__(self, url: str | None = None, policy: Policy | None = None, watcher: str = "event"):
+    def __init__(self, url: str | None = None, policy: Policy | None = None, watcher: str = "event",
+                 read_only: bool | None = None):
         self.url = url or database_url()
+        # RECOVERY_READ_ONLY=1: for auditors' read-only logins. Nothing is created or caught up:
+        # reports read the read model as it is, history and --as-of read the log.
+        self.read_only = (os.environ.get("RECOVERY_READ_ONLY", "").lower() in ("1", "yes", "true")
+                          if read_only is None else read_only)
         self.policy = policy or load_policy(os.environ.get("RECOVERY_POLICY_FILE") or None)
         for attempt in range(1, 6):
             try:
-                self.app = RecoveryApplication(self.url)
-                self.view: KpiViewMixin = open_view(self.app, self.policy)
+                self.app = RecoveryApplication(self.url, read_only=self.read_only)
+                self.view: KpiViewMixin = open_view(self.app, self.policy, read_only=self.read_only)
                 break
             except (PersistenceError, psycopg.errors.InternalError):
                 # Schema creation at start-up can collide with another process: two creators race
@@ -70,7 +75,7 @@ class Platform:
         return outcomes
 
     def catch_up(self) -> int:
-        return catch_up(self.app, self.view)
+        return 0 if self.read_only else catch_up(self.app, self.view)
 
     def close(self) -> None:
         self.app.close()

@@ -22,10 +22,12 @@ from collections.abc import Iterable
 from typing import Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from eventsourcing.persistence import PersistenceError
 
 PERSONAL_FIELDS = ("customer_id", "summary", "reason", "notes")
 SEALED_ATTRIBUTES = (*PERSONAL_FIELDS, "raw")  # "raw": a refused line of a known customer
 ERASED = "[erased]"
+SEALED = "[sealed]"  # shown to a reader not allowed to read keys (the auditors' role)
 PREFIX = "enc:v1:"
 KEY_TABLES = [
     "CREATE TABLE IF NOT EXISTS recovery_keys (key_id TEXT PRIMARY KEY, lookup TEXT NOT NULL, key TEXT NOT NULL)",
@@ -50,14 +52,14 @@ def key_id_of(value: Any) -> str | None:
     return None
 
 
-def unseal(value: Any, keys: dict[str, bytes]) -> Any:
-    """The plain value; ERASED when its key is gone; anything not sealed as it is."""
+def unseal(value: Any, keys: dict[str, bytes], missing: str = ERASED) -> Any:
+    """The plain value; `missing` when its key is gone; anything not sealed as it is."""
     key_id = key_id_of(value)
     if key_id is None:
         return value
     key = keys.get(key_id)
     if key is None:
-        return ERASED
+        return missing
     blob = base64.b64decode(value[len(PREFIX) + len(key_id) + 1:])
     return AESGCM(key).decrypt(blob[:12], blob[12:], key_id.encode()).decode("utf-8")
 
@@ -75,8 +77,8 @@ def seal_data(data: dict[str, Any], key_id: str | None, key: bytes | None) -> di
     return out
 
 
-def unseal_data(data: dict[str, Any], keys: dict[str, bytes]) -> dict[str, Any]:
-    return {k: unseal(v, keys) if k in PERSONAL_FIELDS else v for k, v in data.items()}
+def unseal_data(data: dict[str, Any], keys: dict[str, bytes], missing: str = ERASED) -> dict[str, Any]:
+    return {k: unseal(v, keys, missing) if k in PERSONAL_FIELDS else v for k, v in data.items()}
 
 
 def key_ids(datas: Iterable[dict[str, Any]]) -> set[str]:
@@ -120,6 +122,16 @@ class Keyring:
         with self.app.datastore.transaction(commit=False) as c:
             rows = self.app.dialect.rows_in(c, "SELECT key_id, key FROM recovery_keys", "key_id", sorted(set(ids)))
         return {r["key_id"]: bytes.fromhex(r["key"]) for r in rows}
+
+    def readable(self, ids: Iterable[str]) -> tuple[dict[str, bytes], str]:
+        """Keys for display, and what a field without one shows: [erased], or [sealed] for a
+        reader who may not read keys at all."""
+        try:
+            return self.by_id(ids), ERASED
+        except PersistenceError as e:
+            if "permission denied" not in str(e):
+                raise
+            return {}, SEALED
 
     def erase(self, customer_id: str) -> tuple[int, int]:
         """Destroy the customer's keys and repeat-index rows; returns (keys, complaints) removed."""

@@ -210,9 +210,11 @@ class RecoveryApplication(Application[UUID]):
 
     name = "recovery"
 
-    def __init__(self, url: str | None = None, cache_size: int = 20_000):
+    def __init__(self, url: str | None = None, cache_size: int = 20_000, read_only: bool = False):
         env = database_env(url or database_url())
         env["AGGREGATE_CACHE_MAXSIZE"] = str(cache_size)
+        if read_only:  # an auditor's login may create nothing
+            env["CREATE_TABLE"] = "n"
         # One writer per complaint (Kafka partitions by complaint_id), so cached aggregates need no
         # fast-forward query on every get; a stale one fails its save and the batch is retried.
         env["AGGREGATE_CACHE_FASTFORWARD"] = "n"

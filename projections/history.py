@@ -75,18 +75,18 @@ def complaint_history(app: RecoveryApplication, policy: Policy, complaint_id: st
     assert complaint is not None
     f = facts.get(uuid.hex)
     assert f is not None
-    keys = Keyring(app).by_id(key_ids(e.data for e in events))
-    return _document(complaint, f, events, penalties, policy, as_of, keys)
+    keys, missing = Keyring(app).readable(key_ids(e.data for e in events))
+    return _document(complaint, f, events, penalties, policy, as_of, keys, missing)
 
 
 def _document(complaint: Complaint, f: Facts, events: list[Any], penalties: list[Penalty], policy: Policy,
-              as_of: datetime | None, keys: dict[str, bytes]) -> dict[str, Any]:
+              as_of: datetime | None, keys: dict[str, bytes], missing: str) -> dict[str, Any]:
     tz = policy.timezone
     counts = contributions(f)
     verdict = "on_time" if counts.get("on_time") else "late" if counts.get("late") else "pending"
     return {
         "complaint_id": complaint.complaint_id,
-        "customer_id": unseal(complaint.customer_id, keys),
+        "customer_id": unseal(complaint.customer_id, keys, missing),
         "as_of": as_of.isoformat() if as_of else None,
         "timezone": tz.key,
         "state": {
@@ -113,18 +113,18 @@ def _document(complaint: Complaint, f: Facts, events: list[Any], penalties: list
             "at": from_us(p.at).astimezone(tz).isoformat(), "amount": money(p.amount_fen),
             "points": money(p.points_centi),
         } for p in penalties],
-        "events": [_entry(e, tz, keys) for e in events],
+        "events": [_entry(e, tz, keys, missing) for e in events],
     }
 
 
-def _entry(e: Any, tz: Any, keys: dict[str, bytes]) -> dict[str, Any]:
+def _entry(e: Any, tz: Any, keys: dict[str, bytes], missing: str) -> dict[str, Any]:
     entry = {
         "occurred_at": e.occurred_at.astimezone(tz).isoformat(),
         "recorded_at": e.timestamp.astimezone(tz).isoformat(),
         "type": SPEC_TYPE[type(e).__name__],
         "event_id": e.event_id,
         "actor": e.actor.get("id"), "role": e.actor.get("role"), "unit": e.actor.get("unit"),
-        "data": unseal_data(e.data, keys),  # personal fields in clear, or "[erased]"
+        "data": unseal_data(e.data, keys, missing),  # personal fields in clear, or "[erased]"
     }
     for flag in ("quiet_hours_violation", "upgrades"):
         if getattr(e, flag, False):

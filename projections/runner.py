@@ -25,7 +25,7 @@ from projections.kpi import (
 )
 
 
-def open_view(app: RecoveryApplication, policy: Policy) -> KpiViewMixin:
+def open_view(app: RecoveryApplication, policy: Policy, read_only: bool = False) -> KpiViewMixin:
     """The KPI view in the application's own database (created on first use; rebuilt from the
     event log when it was made by a release with other tables or counters)."""
     if app.dialect.postgres:
@@ -33,8 +33,9 @@ def open_view(app: RecoveryApplication, policy: Policy) -> KpiViewMixin:
     else:
         view = SQLiteKpiView(app.datastore)
     view.policy = policy
-    view.create_table()  # type: ignore[attr-defined]
-    reset_view(app, view)
+    if not read_only:
+        view.create_table()  # type: ignore[attr-defined]
+        reset_view(app, view)
     return view
 
 

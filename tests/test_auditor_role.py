@@ -69,3 +69,24 @@ def test_the_auditor_role_cannot_read_key_material(auditor, table):
     with psycopg.connect(auditor) as conn:
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute(f"SELECT * FROM {table}")
+
+
+def test_auditors_run_the_audit_commands_read_only(auditor, monkeypatch, capsys, tmp_path):
+    import json
+
+    from infra.cli import main
+
+    monkeypatch.setenv("RECOVERY_DATABASE_URL", auditor)
+    monkeypatch.setenv("RECOVERY_READ_ONLY", "1")
+    capsys.readouterr()
+    assert main(["audit", "verify"]) == 0
+    assert capsys.readouterr().out.startswith("INTACT: 38 events")
+    assert main(["report", "--format", "json", "--as-of", "2030-01-01T00:00:00+08:00"]) == 0
+    assert json.loads(capsys.readouterr().out)["totals"]["received"] == 9
+    assert main(["report", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["totals"]["received"] == 9
+    assert main(["history", "C1", "--format", "json"]) == 0
+    c1 = json.loads(capsys.readouterr().out)
+    assert c1["customer_id"] == "[sealed]" and c1["state"]["status"] == "closed"  # keys are not theirs
+    assert main(["export", "--output", str(tmp_path / "all.jsonl")]) == 0
+    assert len((tmp_path / "all.jsonl").read_text().splitlines()) == 38

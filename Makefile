@@ -23,8 +23,10 @@ test: install
 # Benchmarks (PostgreSQL and the test broker, as for `make test`); results in bench/results/.
 # BENCH_EVENTS=100000,1000000 for the full sizes (the larger takes long on 2 cores).
 BENCH_EVENTS ?= 100000
+REBUILD_EVENTS ?= 100000
 bench: install
 	$(BIN)/python bench/file_ingest.py --events $(BENCH_EVENTS)
+	$(BIN)/python bench/rebuild.py --events $(REBUILD_EVENTS)
 	$(BIN)/python bench/kafka_ingest.py
 	$(BIN)/python bench/scrape_cost.py --store postgres --sizes 1000,10000
 

@@ -21,6 +21,21 @@ class Dialect:
         if rows:
             cursor.executemany(self.q(statement), rows)
 
+    def insert(self, cursor: Any, table: str, columns: Sequence[str], types: Sequence[str],
+               rows: Sequence[Sequence[Any]], tail: str = "") -> None:
+        """INSERT many rows. On PostgreSQL one statement whatever the count: the columns go as
+        arrays through unnest(), so neither psycopg nor the server handles a statement per row.
+        `types` are the columns' SQL types; `tail` (ON CONFLICT ...) must hold no placeholders."""
+        if not rows:
+            return
+        if not self.postgres:
+            self.executemany(cursor, f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({self.in_list(len(columns))}) "
+                             + tail, rows)
+            return
+        arrays = ", ".join(f"%s::{t}[]" for t in types)
+        cursor.execute(f"INSERT INTO {table} ({', '.join(columns)}) SELECT * FROM unnest({arrays}) {tail}",
+                       [list(column) for column in zip(*rows)])
+
     def rows(self, cursor: Any, statement: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         cursor.execute(self.q(statement), tuple(params))
         return [dict(r) for r in cursor.fetchall()]

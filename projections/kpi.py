@@ -38,6 +38,7 @@ _INT_FACTS = {"received_at", "deadline", "repeat_at", "upgraded", "sensitive", "
               "upgrade_after_close", "missed", "service_fault", "handling_fault_at",
               "quiet_violations", "major_batch"} | {f for f in FACT_FIELDS if f.startswith("comp_")}
 
+FACT_TYPES = tuple("bigint" if f in _INT_FACTS else "text" for f in FACT_FIELDS)
 TABLES = [
     "CREATE TABLE IF NOT EXISTS kpi_complaints ("
     + ", ".join(f"{f} {'BIGINT' if f in _INT_FACTS else 'TEXT'}" for f in FACT_FIELDS)
@@ -71,6 +72,17 @@ SCHEMA_VERSION = 2  # bump when tables or COUNTERS change: an older read model i
 VIEW_TABLES = ("kpi_complaints", "kpi_daily", "kpi_totals", "kpi_penalties", "kpi_penalty_totals", "kpi_ingest")
 
 
+def _spans(moments: list[int], gap: int) -> list[tuple[int, int]]:
+    """Sorted moments grouped into (first, last) runs whose neighbours are at most `gap` apart."""
+    spans: list[tuple[int, int]] = []
+    for m in moments:
+        if spans and m - spans[-1][1] <= gap:
+            spans[-1] = (spans[-1][0], m)
+        else:
+            spans.append((m, m))
+    return spans
+
+
 class _BatchFacts:
     """Facts loaded for one batch, with the counters they contributed before it began."""
 
@@ -79,7 +91,8 @@ class _BatchFacts:
         self.facts: dict[str, Facts | None] = {}
         self.before: dict[str, dict[str, int] | None] = {}
         self.loaded: dict[str, Facts] = {}  # as read, to write back only what changed
-        self.covered: tuple[int, int] | None = None  # received_at range loaded whole
+        self.covered: list[tuple[int, int]] = []  # received_at ranges loaded whole
+        self.by_cause: dict[tuple[str, str], list[Facts]] = defaultdict(list)  # (category, region)
 
     def preload(self, uuids: set[str]) -> None:
         missing = [u for u in uuids if u not in self.facts]
@@ -90,6 +103,7 @@ class _BatchFacts:
 
     def _remember(self, f: Facts) -> None:
         self.facts[f.uuid] = f
+        self.by_cause[(f.category, f.region)].append(f)
         self.loaded[f.uuid] = replace(f)
         self.before[f.uuid] = contributions(f)
 
@@ -100,6 +114,7 @@ class _BatchFacts:
 
     def add(self, facts: Facts) -> None:
         self.facts[facts.uuid] = facts
+        self.by_cause[(facts.category, facts.region)].append(facts)
         self.before[facts.uuid] = None
 
     def repeats_of(self, uuid: str) -> list[Facts]:
@@ -115,13 +130,12 @@ class _BatchFacts:
         for row in rows:
             if row["uuid"] not in self.facts:
                 self._remember(Facts(**{k: row[k] for k in FACT_FIELDS}))
-        self.covered = (lo, hi)
+        self.covered.append((lo, hi))
 
     def received_between(self, category: str, region: str, since: int, until: int) -> list[Facts]:
-        if self.covered is None or not (self.covered[0] <= since and until <= self.covered[1]):
+        if not any(lo <= since and until <= hi for lo, hi in self.covered):
             self._query_received(category, region, since, until)
-        return [f for f in self.facts.values() if f is not None and f.category == category
-                and f.region == region and since <= f.received_at <= until]
+        return [f for f in self.by_cause[(category, region)] if since <= f.received_at <= until]
 
     def _query_received(self, category: str, region: str, since: int, until: int) -> None:
         rows = self.dialect.rows(
@@ -159,10 +173,12 @@ class KpiViewMixin:
                     if getattr(event, "repeat_of", None):
                         needed.add(complaint_uuid(event.repeat_of).hex)
             batch.preload(needed)
-            received = [to_us(e.occurred_at) for e, _ in items if type(e).__qualname__ == "Complaint.Received"]
+            received = sorted(to_us(e.occurred_at) for e, _ in items if type(e).__qualname__ == "Complaint.Received")
             window = self.policy.batch_window_minutes * 60_000_000
-            if received and max(received) - min(received) <= 7 * 24 * 3600 * 1_000_000:
-                batch.preload_received(min(received) - window, max(received) + window)
+            # The major-batch check looks one window around each new complaint: load those spans
+            # whole, one query per run of complaints less than two windows apart.
+            for lo, hi in _spans(received, 2 * window):
+                batch.preload_received(lo - window, hi + window)
             updater = FactsUpdater(batch, self.policy, complaint_uuid)
             penalties: list[Penalty] = []
             ingest: dict[tuple[str, str, str], int] = defaultdict(int)
@@ -206,27 +222,17 @@ class KpiViewMixin:
             for row in rows:
                 for k, v in delta.items():
                     row[k] += v
-        self.dialect.executemany(
-            c,
-            f"INSERT INTO kpi_complaints ({', '.join(FACT_FIELDS)}) VALUES ({self.dialect.in_list(len(FACT_FIELDS))}) "
-            "ON CONFLICT (uuid) DO UPDATE SET "
-            + ", ".join(f"{k} = excluded.{k}" for k in FACT_FIELDS if k != "uuid"),
-            [[getattr(f, k) for k in FACT_FIELDS] for f in changed],
-        )
-        self.dialect.executemany(
-            c,
-            f"INSERT INTO kpi_daily (day, dim, key, {', '.join(COUNTERS)}) "
-            f"VALUES ({self.dialect.in_list(3 + len(COUNTERS))}) ON CONFLICT (dim, key, day) DO UPDATE SET "
-            + ", ".join(f"{k} = kpi_daily.{k} + excluded.{k}" for k in COUNTERS),
+        self.dialect.insert(
+            c, "kpi_complaints", FACT_FIELDS, FACT_TYPES, [[getattr(f, k) for k in FACT_FIELDS] for f in changed],
+            "ON CONFLICT (uuid) DO UPDATE SET " + ", ".join(f"{k} = excluded.{k}" for k in FACT_FIELDS if k != "uuid"))
+        self.dialect.insert(
+            c, "kpi_daily", ("day", "dim", "key", *COUNTERS), ("text",) * 3 + ("bigint",) * len(COUNTERS),
             [[day, dim, key, *(row.get(k, 0) for k in COUNTERS)] for (day, dim, key), row in deltas.items()],
-        )
-        self.dialect.executemany(
-            c,
-            f"INSERT INTO kpi_totals (tier, region, {', '.join(COUNTERS)}) "
-            f"VALUES ({self.dialect.in_list(2 + len(COUNTERS))}) ON CONFLICT (tier, region) DO UPDATE SET "
-            + ", ".join(f"{k} = kpi_totals.{k} + excluded.{k}" for k in COUNTERS),
+            "ON CONFLICT (dim, key, day) DO UPDATE SET " + ", ".join(f"{k} = kpi_daily.{k} + excluded.{k}" for k in COUNTERS))
+        self.dialect.insert(
+            c, "kpi_totals", ("tier", "region", *COUNTERS), ("text",) * 2 + ("bigint",) * len(COUNTERS),
             [[tier, region, *(row.get(k, 0) for k in COUNTERS)] for (tier, region), row in totals.items()],
-        )
+            "ON CONFLICT (tier, region) DO UPDATE SET " + ", ".join(f"{k} = kpi_totals.{k} + excluded.{k}" for k in COUNTERS))
 
     def _write_penalties(self, c: Any, penalties: list[Penalty]) -> None:
         """Once per complaint, trigger and role; unrecorded points stop at the monthly cap (扣完为止)."""

@@ -1,5 +1,6 @@
-"""What one /metrics scrape costs with few and with many complaints in the store: the scrape reads
-only pre-aggregated tables, so the ratio large / small should stay near 1 however large the store.
+"""What one /metrics scrape and one `recovery report` (whole history, by region) cost with few and
+with many complaints in the store: both read only pre-aggregated tables, so the ratio large / small
+should stay near 1 however large the store.
 
     .venv/bin/python bench/scrape_cost.py [--sizes 1000,10000,100000] [--store sqlite|postgres]
                                           [--scrapes 50]
@@ -68,6 +69,14 @@ def measure(url: str, complaints: int, scrapes: int) -> dict:
         # vacuumed often); a test server may run with autovacuum off.
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("VACUUM ANALYZE kpi_daily, kpi_totals, kpi_penalty_totals, kpi_ingest")
+    from projections.report import build_report
+
+    report_times = []
+    for i in range(scrapes // 5 + 3):
+        t0 = time.perf_counter()
+        build_report(platform.app.dialect, platform.app.datastore, platform.policy, None, None, "region")
+        if i >= 3:
+            report_times.append(time.perf_counter() - t0)
     server = MetricsServer(platform, port=0).start()
     times, size = [], 0
     try:
@@ -84,7 +93,8 @@ def measure(url: str, complaints: int, scrapes: int) -> dict:
         platform.close()
     return {"complaints": complaints, "events": events, "build_seconds": round(built, 1), "rows": rows,
             "exposition_bytes": size, "series": series, "scrape_ms_median": round(statistics.median(times) * 1000, 2),
-            "scrape_ms_p90": round(sorted(times)[int(len(times) * 0.9) - 1] * 1000, 2)}
+            "scrape_ms_p90": round(sorted(times)[int(len(times) * 0.9) - 1] * 1000, 2),
+            "report_ms_median": round(statistics.median(report_times) * 1000, 2)}
 
 
 def main() -> int:
@@ -107,14 +117,16 @@ def main() -> int:
     base = results[0]
     print(f"store {args.store}; ratios to the {base['complaints']:,}-complaint store measured in this run")
     print(f"{'complaints':>11} {'events':>10} {'series':>7} {'scrape ms':>10} {'ratio':>6} {'p90 ratio':>9}"
-          f" {'per-series ratio':>16}")
+          f" {'per-series ratio':>16} {'report ms':>10} {'ratio':>6}")
     per_series = base["scrape_ms_median"] / base["series"]
     for r in results:
         r["scrape_median_ratio"] = round(r["scrape_ms_median"] / base["scrape_ms_median"], 2)
         r["scrape_p90_ratio"] = round(r["scrape_ms_p90"] / base["scrape_ms_p90"], 2)
         r["per_series_ratio"] = round(r["scrape_ms_median"] / r["series"] / per_series, 2)
+        r["report_ratio"] = round(r["report_ms_median"] / base["report_ms_median"], 2)
         print(f"{r['complaints']:>11,} {r['events']:>10,} {r['series']:>7} {r['scrape_ms_median']:>10} "
-              f"{r['scrape_median_ratio']:>6} {r['scrape_p90_ratio']:>9} {r['per_series_ratio']:>16}")
+              f"{r['scrape_median_ratio']:>6} {r['scrape_p90_ratio']:>9} {r['per_series_ratio']:>16} "
+              f"{r['report_ms_median']:>10} {r['report_ratio']:>6}")
     out = ROOT / "bench/results/scrape_cost.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps({"store": args.store, "results": results}, indent=2) + "\n")

@@ -61,6 +61,12 @@ TABLES = [
     " month TEXT NOT NULL, amount_fen BIGINT NOT NULL, points_centi BIGINT NOT NULL,"
     " PRIMARY KEY (complaint, reason, role))",
     "CREATE INDEX IF NOT EXISTS kpi_penalties_day ON kpi_penalties (day)",
+    # Per person or unit and day: what the report lists, and the monthly points cap, read without
+    # scanning every penalty ever assessed.
+    "CREATE TABLE IF NOT EXISTS kpi_penalty_daily (day TEXT NOT NULL, who TEXT NOT NULL, reason TEXT NOT NULL,"
+    " month TEXT NOT NULL, n BIGINT NOT NULL, amount_fen BIGINT NOT NULL, points_centi BIGINT NOT NULL,"
+    " PRIMARY KEY (day, who, reason))",
+    "CREATE INDEX IF NOT EXISTS kpi_penalty_daily_who ON kpi_penalty_daily (who, month)",
     "CREATE TABLE IF NOT EXISTS kpi_penalty_totals (month TEXT NOT NULL, unit TEXT NOT NULL,"
     " reason TEXT NOT NULL, n BIGINT NOT NULL, amount_fen BIGINT NOT NULL, points_centi BIGINT NOT NULL,"
     " PRIMARY KEY (month, unit, reason))",
@@ -68,8 +74,9 @@ TABLES = [
     " reason TEXT NOT NULL, n BIGINT NOT NULL, PRIMARY KEY (type, result, reason))",
 ]
 VIEW_WRITER_LOCK = 7_270_128
-SCHEMA_VERSION = 2  # bump when tables or COUNTERS change: an older read model is rebuilt from the log
-VIEW_TABLES = ("kpi_complaints", "kpi_daily", "kpi_totals", "kpi_penalties", "kpi_penalty_totals", "kpi_ingest")
+SCHEMA_VERSION = 3  # bump when tables or COUNTERS change: an older read model is rebuilt from the log
+VIEW_TABLES = ("kpi_complaints", "kpi_daily", "kpi_totals", "kpi_penalties", "kpi_penalty_daily", "kpi_penalty_totals",
+               "kpi_ingest")
 
 
 def _spans(moments: list[int], gap: int) -> list[tuple[int, int]]:
@@ -243,6 +250,7 @@ class KpiViewMixin:
             c, "SELECT complaint, reason, role FROM kpi_penalties", "complaint", sorted({p.complaint for p in penalties}))}
         rows = []
         totals: dict[tuple[str, str, str], list[int]] = {}
+        daily: dict[tuple[str, str, str, str], list[int]] = {}
         for p in penalties:
             if (p.complaint, p.reason, p.role) in seen:
                 continue
@@ -254,16 +262,17 @@ class KpiViewMixin:
                 key = (p.who, month)
                 if key not in used:
                     total = self.dialect.rows(
-                        c, "SELECT COALESCE(SUM(points_centi), 0) AS s FROM kpi_penalties "
+                        c, "SELECT COALESCE(SUM(points_centi), 0) AS s FROM kpi_penalty_daily "
                         "WHERE who = ? AND month = ? AND reason = 'unrecorded'", key)
                     used[key] = int(total[0]["s"])
                 points = max(0, min(points, cap - used[key]))
                 used[key] += points
             rows.append((p.complaint, p.reason, p.role, p.who, p.unit, p.at, day, month, p.amount_fen, points))
-            total = totals.setdefault((month, p.unit, p.reason), [0, 0, 0])
-            total[0] += 1
-            total[1] += p.amount_fen
-            total[2] += points
+            for total in (totals.setdefault((month, p.unit, p.reason), [0, 0, 0]),
+                          daily.setdefault((day, p.who, p.reason, month), [0, 0, 0])):
+                total[0] += 1
+                total[1] += p.amount_fen
+                total[2] += points
         self.dialect.executemany(
             c, "INSERT INTO kpi_penalties (complaint, reason, role, who, unit, at, day, month, amount_fen,"
             " points_centi) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
@@ -272,6 +281,11 @@ class KpiViewMixin:
             " SET n = kpi_penalty_totals.n + excluded.n, amount_fen = kpi_penalty_totals.amount_fen"
             " + excluded.amount_fen, points_centi = kpi_penalty_totals.points_centi + excluded.points_centi",
             [(*k, *v) for k, v in totals.items()])
+        self.dialect.executemany(
+            c, "INSERT INTO kpi_penalty_daily VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (day, who, reason) DO UPDATE"
+            " SET n = kpi_penalty_daily.n + excluded.n, amount_fen = kpi_penalty_daily.amount_fen"
+            " + excluded.amount_fen, points_centi = kpi_penalty_daily.points_centi + excluded.points_centi",
+            [(*k, *v) for k, v in daily.items()])
 
 
 class SQLiteKpiView(KpiViewMixin, SQLiteTrackingRecorder):
@@ -286,7 +300,7 @@ class SQLiteKpiView(KpiViewMixin, SQLiteTrackingRecorder):
 POSTGRES_VACUUM = [
     f"ALTER TABLE {table} SET (autovacuum_vacuum_threshold = 200, autovacuum_vacuum_scale_factor = 0.02,"
     " autovacuum_analyze_scale_factor = 0.05)"
-    for table in ("kpi_daily", "kpi_totals", "kpi_penalty_totals", "kpi_ingest")
+    for table in ("kpi_daily", "kpi_totals", "kpi_penalty_daily", "kpi_penalty_totals", "kpi_ingest")
 ]
 
 

@@ -73,7 +73,7 @@ def build_report(dialect: Dialect, datastore: Any, policy: Policy, start: date |
         if start is None or end is None:
             span = dialect.rows(c, "SELECT MIN(lo) AS lo, MAX(hi) AS hi FROM ("
                                 " SELECT MIN(day) AS lo, MAX(day) AS hi FROM kpi_daily WHERE dim = 'all'"
-                                " UNION ALL SELECT MIN(day), MAX(day) FROM kpi_penalties) AS spans")[0]
+                                " UNION ALL SELECT MIN(day), MAX(day) FROM kpi_penalty_daily) AS spans")[0]
             start = start or (date.fromisoformat(span["lo"]) if span["lo"] else clock.now().astimezone(policy.timezone).date().replace(day=1))
             end = end or (date.fromisoformat(span["hi"]) if span["hi"] else start)
         lo, hi = start.isoformat(), end.isoformat()
@@ -97,8 +97,8 @@ def build_report(dialect: Dialect, datastore: Any, policy: Policy, start: date |
 def _penalties(dialect: Dialect, cursor: Any, lo: str, hi: str) -> list[dict[str, Any]]:
     rows = dialect.rows(
         cursor,
-        "SELECT who, month, reason, COUNT(*) AS n, SUM(amount_fen) AS amount, SUM(points_centi) AS points"
-        " FROM kpi_penalties WHERE day >= ? AND day <= ? GROUP BY who, month, reason ORDER BY who, month",
+        "SELECT who, month, reason, SUM(n) AS n, SUM(amount_fen) AS amount, SUM(points_centi) AS points"
+        " FROM kpi_penalty_daily WHERE day >= ? AND day <= ? GROUP BY who, month, reason ORDER BY who, month",
         (lo, hi),
     )
     people: dict[tuple[str, str], dict[str, Any]] = {}

@@ -53,16 +53,19 @@ class Platform:
 
     def ingest_lines(self, lines: Iterable[str | bytes], batch_size: int = 1000,
                      on_batch: Callable[[list[Outcome]], None] | None = None) -> list[Outcome]:
-        """Ingest in batches (one transaction each), keeping the read model caught up after each."""
+        """Ingest in batches (one transaction each), keeping the read model caught up after each.
+        With `on_batch`, each batch's outcomes go to it and none are kept (memory stays flat however
+        long the file); without, all are returned."""
         outcomes: list[Outcome] = []
         batch: list[str | bytes] = []
 
         def flush() -> None:
             done = self.service.ingest(batch)
             catch_up(self.app, self.view)
-            outcomes.extend(done)
             if on_batch:
                 on_batch(done)
+            else:
+                outcomes.extend(done)
             batch.clear()
 
         for line in lines:

@@ -73,7 +73,8 @@ def record_chain(dialect: Dialect, cursor: Any, stored_events: Sequence[Any], no
         last[originator] = (event.originator_version, h)
         rows.append((originator, event.originator_version, notification_id, h))
         hashes.append(h)
-    dialect.executemany(cursor, "INSERT INTO recovery_chain VALUES (?, ?, ?, ?)", rows)
+    dialect.insert(cursor, "recovery_chain", ("originator_id", "originator_version", "notification_id", "hash"),
+                   ("text", "bigint", "bigint", "text"), rows)
     first, final = min(notification_ids), max(notification_ids)
     ordered = [h for _, h in sorted(zip(notification_ids, hashes))]
     dialect.execute(cursor, "INSERT INTO recovery_log_chain VALUES (?, ?, ?, ?)",

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from collections.abc import Callable
 from typing import Any
 
-from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.application import AggregateNotFoundError, Recording
 from eventsourcing.persistence import Tracking
 
 from domain import clock as wall_clock
@@ -110,7 +110,10 @@ class _Batch:
             if complaint_id in self.checked and complaint_id not in self.known:
                 return None  # never received (and not received earlier in this batch)
             try:
-                self.complaints[complaint_id] = self.app.repository.get(complaint_uuid(complaint_id))
+                # The cached aggregate itself, not a deep copy (the costliest step of a small batch):
+                # a batch that fails clears the cache (IngestService.ingest).
+                self.complaints[complaint_id] = self.app.repository.get(complaint_uuid(complaint_id),
+                                                                         deepcopy_from_cache=False)
             except AggregateNotFoundError:
                 self.complaints[complaint_id] = None
         return self.complaints[complaint_id]
@@ -140,6 +143,7 @@ class IngestService:
         self.owns: Callable[[str], bool] = lambda complaint_id: True
         self.keyring = Keyring(app)
         self._sealing_keys: dict[str, bytes] = {}
+        self.recorded: list[Recording] = []  # saved since the read model last took them
         default = policy.file_lateness_seconds if watcher == "event" else policy.live_lateness_seconds
         self.lateness = timedelta(seconds=default if lateness_seconds is None else lateness_seconds)
 
@@ -151,10 +155,18 @@ class IngestService:
         if key is None:
             key = self.keyring.by_id([key_id]).get(key_id)
             if key is not None:
-                if len(self._sealing_keys) > 200_000:
-                    self._sealing_keys.clear()
-                self._sealing_keys[key_id] = key
+                self._remember_key(key_id, key)
         return key
+
+    def _remember_key(self, key_id: str, key: bytes) -> None:
+        if len(self._sealing_keys) > 200_000:
+            self._sealing_keys.clear()
+        self._sealing_keys[key_id] = key
+
+    def take_recorded(self) -> list[Recording]:
+        """What this service has saved since the last call, in log order (for the read model)."""
+        recorded, self.recorded = self.recorded, []
+        return recorded
 
     def tick(self) -> None:
         """Record the deadlines the clock has passed, with no inbound event (the live watcher)."""
@@ -163,6 +175,16 @@ class IngestService:
     def ingest(self, lines: list[str | bytes], source: str = "file",
                positions: list[Tracking] | None = None, sources: list[str] | None = None) -> list[Outcome]:
         """Apply a batch in one transaction; `positions` (upstream offsets) commit with it."""
+        try:
+            return self._ingest(lines, source, positions, sources)
+        except BaseException:
+            # The batch changed cached aggregates in place and was not saved: forget them all.
+            if self.app.repository.cache is not None:
+                self.app.repository.cache.clear()
+            raise
+
+    def _ingest(self, lines: list[str | bytes], source: str, positions: list[Tracking] | None,
+                sources: list[str] | None) -> list[Outcome]:
         batch = _Batch(self)
         batch.index.positions = list(positions or [])
         parsed: list[Envelope | Rejected] = []
@@ -219,8 +241,10 @@ class IngestService:
         if clock is not None:
             self._record_missed(batch, due, clock)
             batch.index.watcher_clock = to_us(clock)
-        self.app.save(*(c for c in batch.complaints.values() if c is not None), *batch.others,
-                      index=batch.index)
+        self.recorded += self.app.save(*(c for c in batch.complaints.values() if c is not None and c.pending_events),
+                                       *batch.others, index=batch.index)
+        for key_id, key in batch.new_keys.items():
+            self._remember_key(key_id, key)
         return outcomes
 
     def _decide(self, batch: _Batch, env: Envelope) -> tuple[Complaint | None, str | None]:

@@ -61,7 +61,7 @@ class Platform:
 
         def flush() -> None:
             done = self.service.ingest(batch)
-            catch_up(self.app, self.view)
+            self.catch_up()
             if on_batch:
                 on_batch(done)
             else:
@@ -78,7 +78,9 @@ class Platform:
         return outcomes
 
     def catch_up(self) -> int:
-        return 0 if self.read_only else catch_up(self.app, self.view)
+        if self.read_only:
+            return 0
+        return catch_up(self.app, self.view, recorded=self.service.take_recorded())
 
     def close(self) -> None:
         self.app.close()

@@ -32,9 +32,18 @@ class Dialect:
             self.executemany(cursor, f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({self.in_list(len(columns))}) "
                              + tail, rows)
             return
-        arrays = ", ".join(f"%s::{t}[]" for t in types)
+        # Binary arrays: psycopg dumps them several times faster than text ones.
+        arrays = ", ".join(f"%b::{t}[]" for t in types)
         cursor.execute(f"INSERT INTO {table} ({', '.join(columns)}) SELECT * FROM unnest({arrays}) {tail}",
                        [list(column) for column in zip(*rows)])
+
+    def delete_in(self, cursor: Any, table: str, column: str, values: Sequence[Any]) -> None:
+        if not values:
+            return
+        if self.postgres:
+            cursor.execute(f"DELETE FROM {table} WHERE {column} = ANY(%b)", (list(values),))
+        else:
+            self.executemany(cursor, f"DELETE FROM {table} WHERE {column} = ?", [(v,) for v in values])
 
     def rows(self, cursor: Any, statement: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         cursor.execute(self.q(statement), tuple(params))
@@ -45,9 +54,15 @@ class Dialect:
 
     def rows_in(self, cursor: Any, select: str, column: str, values: Sequence[Any],
                 tail: str = "", params: Sequence[Any] = ()) -> list[dict[str, Any]]:
-        """`select ... WHERE column IN (values) tail`, in chunks that keep statements small."""
+        """`select ... WHERE column IN (values) tail`: on PostgreSQL one statement with an array,
+        on SQLite in chunks that keep statements small."""
         found: list[dict[str, Any]] = []
         values = list(values)
+        if self.postgres:
+            if not values:
+                return found
+            cursor.execute(self.q(f"{select} WHERE {column} = ANY(%b){tail}"), (values, *params))
+            return [dict(r) for r in cursor.fetchall()]
         for i in range(0, len(values), 500):
             chunk = values[i : i + 500]
             found += self.rows(cursor, f"{select} WHERE {column} IN ({self.in_list(len(chunk))}){tail}",

@@ -201,12 +201,10 @@ class KpiViewMixin:
                     ingest[(event.type, "duplicate", "")] += 1
             self._write_facts(c, batch)
             self._write_penalties(c, penalties)
-            self.dialect.executemany(
-                c,
-                "INSERT INTO kpi_ingest VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (type, result, reason) DO UPDATE SET n = kpi_ingest.n + excluded.n",
+            self.dialect.insert(
+                c, "kpi_ingest", ("type", "result", "reason", "n"), ("text", "text", "text", "bigint"),
                 [(*k, n) for k, n in ingest.items()],
-            )
+                "ON CONFLICT (type, result, reason) DO UPDATE SET n = kpi_ingest.n + excluded.n")
             self._insert_tracking(c, items[-1][1])  # type: ignore[attr-defined]
 
     def _write_facts(self, c: Any, batch: _BatchFacts) -> None:
@@ -273,19 +271,20 @@ class KpiViewMixin:
                 total[0] += 1
                 total[1] += p.amount_fen
                 total[2] += points
-        self.dialect.executemany(
-            c, "INSERT INTO kpi_penalties (complaint, reason, role, who, unit, at, day, month, amount_fen,"
-            " points_centi) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
-        self.dialect.executemany(
-            c, "INSERT INTO kpi_penalty_totals VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (month, unit, reason) DO UPDATE"
-            " SET n = kpi_penalty_totals.n + excluded.n, amount_fen = kpi_penalty_totals.amount_fen"
-            " + excluded.amount_fen, points_centi = kpi_penalty_totals.points_centi + excluded.points_centi",
-            [(*k, *v) for k, v in totals.items()])
-        self.dialect.executemany(
-            c, "INSERT INTO kpi_penalty_daily VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (day, who, reason) DO UPDATE"
-            " SET n = kpi_penalty_daily.n + excluded.n, amount_fen = kpi_penalty_daily.amount_fen"
-            " + excluded.amount_fen, points_centi = kpi_penalty_daily.points_centi + excluded.points_centi",
-            [(*k, *v) for k, v in daily.items()])
+        self.dialect.insert(
+            c, "kpi_penalties", ("complaint", "reason", "role", "who", "unit", "at", "day", "month", "amount_fen",
+                                 "points_centi"), ("text",) * 5 + ("bigint", "text", "text", "bigint", "bigint"), rows)
+        sums = ("n", "amount_fen", "points_centi")
+        self.dialect.insert(
+            c, "kpi_penalty_totals", ("month", "unit", "reason", *sums), ("text",) * 3 + ("bigint",) * 3,
+            [(*k, *v) for k, v in totals.items()],
+            "ON CONFLICT (month, unit, reason) DO UPDATE SET "
+            + ", ".join(f"{k} = kpi_penalty_totals.{k} + excluded.{k}" for k in sums))
+        self.dialect.insert(
+            c, "kpi_penalty_daily", ("day", "who", "reason", "month", *sums), ("text",) * 4 + ("bigint",) * 3,
+            [(*k, *v) for k, v in daily.items()],
+            "ON CONFLICT (day, who, reason) DO UPDATE SET "
+            + ", ".join(f"{k} = kpi_penalty_daily.{k} + excluded.{k}" for k in sums))
 
 
 class SQLiteKpiView(KpiViewMixin, SQLiteTrackingRecorder):

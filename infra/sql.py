@@ -32,10 +32,10 @@ class Dialect:
             self.executemany(cursor, f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({self.in_list(len(columns))}) "
                              + tail, rows)
             return
-        # Binary arrays: psycopg dumps them several times faster than text ones.
-        arrays = ", ".join(f"%b::{t}[]" for t in types)
+        arrays = ", ".join(f"%s::{t}[]" if t in _LITERALS else f"%b::{t}[]" for t in types)
         cursor.execute(f"INSERT INTO {table} ({', '.join(columns)}) SELECT * FROM unnest({arrays}) {tail}",
-                       [list(column) for column in zip(*rows)])
+                       [_LITERALS[t](column) if t in _LITERALS else list(column)
+                        for t, column in zip(types, zip(*rows))])
 
     def delete_in(self, cursor: Any, table: str, column: str, values: Sequence[Any]) -> None:
         if not values:
@@ -69,6 +69,19 @@ class Dialect:
                                (*chunk, *params))
         return found
 
+
+def _text_array(values: Iterable[Any]) -> str:
+    return "{" + ",".join("NULL" if v is None else '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+                          for v in values) + "}"
+
+
+def _bigint_array(values: Iterable[Any]) -> str:
+    return "{" + ",".join("NULL" if v is None else str(int(v)) for v in values) + "}"
+
+
+# Array literals built with str.join: psycopg dumps lists element by element in Python, which
+# was the largest client-side cost of a batch's writes.
+_LITERALS = {"text": _text_array, "bigint": _bigint_array}
 
 SQLITE, POSTGRES = Dialect(), Dialect()
 POSTGRES.postgres = True

@@ -11,6 +11,7 @@ import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +34,14 @@ def fresh_database(label: str) -> Iterator[str]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def demo_file(events: int, folder: Path, seed: int = 2026) -> Path:
-    """The demo generator's mix (resends and refusals included), cut to `events` lines."""
+def demo_file(events: int, folder: Path, seed: int = 2026, start: datetime | None = None) -> Path:
+    """The demo generator's mix (resends and refusals included), cut to `events` lines; its quarter
+    begins at `start` (default: the generator's)."""
     from infra.demo import generate
 
-    path = folder / f"demo-{events}.jsonl"
+    path = folder / f"demo-{events}{'-' + start.strftime('%Y%m%d%H%M') if start else ''}.jsonl"
     if not path.exists():
-        lines = generate(seed=seed, complaints=math.ceil(events / 5.5) + 10)
+        lines = generate(seed=seed, complaints=math.ceil(events / 5.5) + 10, start=start)
         if len(lines) < events:
             raise SystemExit(f"the generator gave {len(lines)} lines, fewer than {events}")
         path.write_text("\n".join(lines[:events]) + "\n", encoding="utf-8")

@@ -83,8 +83,7 @@ class InboundConsumer:
         except IntegrityError as error:
             # Another consumer applied these positions (a rebalance overtook us): drop what we
             # hold and carry on from the store's positions.
-            if self.app.repository.cache is not None:
-                self.app.repository.cache.clear()
+            self.app.forget_cached()
             self.seek_to_stored(self.consumer.assignment())
             log.warning(json.dumps({"event": "batch_superseded", "messages": len(messages),
                                     "error": str(error).splitlines()[0][:300]}))

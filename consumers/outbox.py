@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import json
 from collections import OrderedDict
+from collections.abc import Sequence
 from typing import Any
 
+from eventsourcing.application import Recording
 from eventsourcing.persistence import Tracking
 from kafka import KafkaProducer
 
 from consumers.settings import KafkaSettings
 from infra.privacy import Keyring, key_ids, unseal, unseal_data
-from infra.store import RecoveryApplication
+from infra.store import RecoveryApplication, following
 from projections.facts import SPEC_TYPE
 
 RELAY = "outbox"
@@ -40,13 +42,18 @@ class OutboxRelay:
             self._complaint_ids.popitem(last=False)
         return complaint_id
 
-    def publish_pending(self, limit: int = 1000) -> int:
-        """Publish what was recorded since the relay's position; returns how many notifications."""
+    def publish_pending(self, limit: int = 1000, recorded: Sequence[Recording] = ()) -> int:
+        """Publish what was recorded since the relay's position; returns how many notifications.
+        `recorded`: what this process has just saved, used as it is when it is next in the log."""
         last = self.app.recorder.max_tracking_id(RELAY) or 0
-        notifications = self.app.recorder.select_notifications(start=last + 1, limit=limit)
-        if not notifications:
+        run = following(recorded, last)
+        if run:
+            events = [(r.notification, r.domain_event) for r in run]
+        else:
+            notifications = self.app.recorder.select_notifications(start=last + 1, limit=limit)
+            events = [(n, self.app.mapper.to_domain_event(n)) for n in notifications]
+        if not events:
             return 0
-        events = [(n, self.app.mapper.to_domain_event(n)) for n in notifications]
         # Downstream systems get the personal fields in clear (or "[erased]"), as they were sent.
         keys = self.keyring.by_id(key_ids([*(getattr(e, "data", {}) for _, e in events),
                                             *({"raw": getattr(e, "raw", None)} for _, e in events)]))
@@ -57,8 +64,8 @@ class OutboxRelay:
             elif kind == "DeadLetter.Recorded" and event.source.count("/") == 2:
                 self._publish_dead_letter(event, unseal(event.raw, keys))
         self.producer.flush()
-        self.app.recorder.insert_tracking(Tracking(RELAY, notifications[-1].id))
-        return len(notifications)
+        self.app.recorder.insert_tracking(Tracking(RELAY, events[-1][0].id))
+        return len(events)
 
     def _publish_complaint_event(self, n: Any, event: Any, keys: dict[str, bytes]) -> None:
         complaint_id = self._complaint_id(n.originator_id, event)

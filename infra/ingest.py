@@ -179,8 +179,7 @@ class IngestService:
             return self._ingest(lines, source, positions, sources)
         except BaseException:
             # The batch changed cached aggregates in place and was not saved: forget them all.
-            if self.app.repository.cache is not None:
-                self.app.repository.cache.clear()
+            self.app.forget_cached()
             raise
 
     def _ingest(self, lines: list[str | bytes], source: str, positions: list[Tracking] | None,
@@ -241,6 +240,8 @@ class IngestService:
         if clock is not None:
             self._record_missed(batch, due, clock)
             batch.index.watcher_clock = to_us(clock)
+        if len(self.recorded) > 100_000:
+            self.recorded.clear()  # nobody takes them: the read model reads the log instead
         self.recorded += self.app.save(*(c for c in batch.complaints.values() if c is not None and c.pending_events),
                                        *batch.others, index=batch.index)
         for key_id, key in batch.new_keys.items():

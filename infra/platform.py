@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import psycopg
+from eventsourcing.application import Recording
 from eventsourcing.persistence import PersistenceError
 
 from domain.policy import Policy, load_policy
@@ -77,10 +78,14 @@ class Platform:
             flush()
         return outcomes
 
-    def catch_up(self) -> int:
+    def catch_up(self, recorded: Sequence[Recording] | None = None) -> int:
+        """Bring the read model up to date; what this process saved is applied without reading it
+        back (`recorded`, else what the ingest service holds)."""
         if self.read_only:
             return 0
-        return catch_up(self.app, self.view, recorded=self.service.take_recorded())
+        if recorded is None:
+            recorded = self.service.take_recorded()
+        return catch_up(self.app, self.view, recorded=recorded)
 
     def close(self) -> None:
         self.app.close()

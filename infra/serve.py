@@ -76,11 +76,13 @@ def serve(settings: KafkaSettings | None = None, tick_seconds: float = 5.0) -> i
             if settings.watcher == "wall" and now - last_tick >= tick_seconds:
                 platform.service.tick()
                 last_tick = now
-            platform.catch_up()
+            recorded = platform.service.take_recorded()  # for the read model and the relay alike
+            platform.catch_up(recorded)
             if not leadership.held and now - last_claim >= tick_seconds:
                 leadership.acquire()
                 last_claim = now
             if leadership.held:
+                relay.publish_pending(recorded=recorded)
                 while relay.publish_pending() and not stopping["flag"]:
                     pass
             if not counts:

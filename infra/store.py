@@ -9,13 +9,17 @@ transaction as the events, so they can never disagree with the log (and can be r
 from __future__ import annotations
 
 import os
+from contextlib import nullcontext
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 from uuid import UUID
 
-from eventsourcing.application import Application
+from collections.abc import Sequence
+
+from eventsourcing.application import Application, Recording
 from eventsourcing.persistence import Tracking
 from eventsourcing.postgres import PostgresProcessRecorder
 from eventsourcing.sqlite import SQLiteProcessRecorder
@@ -168,6 +172,16 @@ class PostgresRecoveryRecorder(IndexReads, PostgresProcessRecorder):
         return ids
 
 
+def following(recorded: Sequence[Recording], position: int) -> Sequence[Recording]:
+    """The run of `recorded` (this process's recordings, in log order) that comes right after
+    `position` without a gap. Another writer's events, or ids a rolled-back write left unused,
+    between two of ours end the run: what follows must be read from the log."""
+    run = 0
+    while run < len(recorded) and recorded[run].notification.id == position + 1 + run:
+        run += 1
+    return recorded[:run]
+
+
 def database_env(url: str) -> dict[str, str]:
     """eventsourcing's environment for a database URL (sqlite:///rel.db, sqlite:////abs.db,
     postgresql://user:password@host:port/dbname)."""
@@ -223,6 +237,17 @@ class RecoveryApplication(Application[UUID]):
         # fast-forward query on every get; a stale one fails its save and the batch is retried.
         env["AGGREGATE_CACHE_FASTFORWARD"] = "n"
         super().__init__(env)
+
+    def forget_cached(self) -> None:
+        """Empty the aggregate cache. eventsourcing's LRUCache.clear() resets its recency list but
+        keeps the entries, so a cleared cache still answered with the aggregates it held."""
+        cache = self.repository.cache
+        if cache is not None:
+            with getattr(cache, "lock", nullcontext()):
+                cache.cache.clear()
+                cache.clear()
+                if hasattr(cache, "full"):
+                    cache.full = False
 
     @property
     def index(self) -> IndexReads:

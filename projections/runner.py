@@ -13,7 +13,7 @@ from eventsourcing.application import Recording
 from eventsourcing.persistence import IntegrityError, Tracking
 
 from domain.policy import Policy
-from infra.store import RecoveryApplication
+from infra.store import RecoveryApplication, following
 from projections.kpi import (
     POSTGRES_VACUUM,
     SCHEMA_VERSION,
@@ -78,16 +78,11 @@ def catch_up(app: RecoveryApplication, view: KpiViewMixin, batch_size: int = 200
     done = 0
     if recorded:
         last = view.max_tracking_id(app.name) or 0  # type: ignore[attr-defined]
-        # Only the run that follows the view's position without a gap: another writer's events
-        # (or a rolled-back write's unused ids) between two of ours are read from the log below.
-        run = 0
-        while run < len(recorded) and recorded[run].notification.id == last + 1 + run:
-            run += 1
+        run = following(recorded, last)
         if run:
             try:
-                view.process([(r.domain_event, Tracking(app.name, r.notification.id)) for r in recorded[:run]],
-                             after=last)
-                done = run
+                view.process([(r.domain_event, Tracking(app.name, r.notification.id)) for r in run], after=last)
+                done = len(run)
                 if progress:
                     progress(done)
             except IntegrityError:

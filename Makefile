@@ -20,15 +20,19 @@ demo: install
 test: install
 	$(BIN)/python -m pytest -q
 
-# Benchmarks (PostgreSQL and the test broker, as for `make test`); results in bench/results/.
-# BENCH_EVENTS=100000,1000000 for the full sizes (the larger takes long on 2 cores).
-BENCH_EVENTS ?= 100000
-REBUILD_EVENTS ?= 100000
+# Benchmarks (PostgreSQL and the test broker, as for `make test`); results in bench/results/*.json
+# and docs/benchmarks.md. The issue's sizes take about 80 minutes on 2 cores; for a quick look:
+#   make bench BENCH_EVENTS=20000 REBUILD_EVENTS=20000 KAFKA_EVENTS=20000 SCRAPE_COMPLAINTS=1000,10000
+BENCH_EVENTS ?= 100000,1000000
+REBUILD_EVENTS ?= 1000000
+KAFKA_EVENTS ?= 100000,1000000
+KAFKA_REPLICAS ?= 1
+SCRAPE_COMPLAINTS ?= 10000,1000000
 bench: install
 	$(BIN)/python bench/file_ingest.py --events $(BENCH_EVENTS)
 	$(BIN)/python bench/rebuild.py --events $(REBUILD_EVENTS)
-	$(BIN)/python bench/kafka_ingest.py
-	$(BIN)/python bench/scrape_cost.py --store postgres --sizes 1000,10000
+	$(BIN)/python bench/kafka_ingest.py --events $(KAFKA_EVENTS) --replicas $(KAFKA_REPLICAS)
+	$(BIN)/python bench/scrape_cost.py --store postgres --sizes $(SCRAPE_COMPLAINTS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache demo-data

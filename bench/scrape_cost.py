@@ -30,7 +30,10 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import ROOT, in_child, peak_mb, save, table  # noqa: E402
+
+sys.path.insert(0, str(ROOT))
 
 from domain import clock  # noqa: E402
 from infra.demo import generate  # noqa: E402
@@ -56,21 +59,36 @@ def store_url(kind: str, workdir: Path, label: str) -> tuple[str, callable]:
     return f"postgresql://postgres@127.0.0.1:5432/{name}", drop
 
 
-def measure(url: str, complaints: int, scrapes: int) -> dict:
-    platform = Platform(url)
-    started = time.perf_counter()
-    platform.ingest_lines(generate(seed=7, complaints=complaints), batch_size=2000)
-    built = time.perf_counter() - started
-    with platform.app.datastore.transaction(commit=False) as c:
-        rows = {t: int(platform.app.dialect.rows(c, f"SELECT COUNT(*) AS n FROM {t}")[0]["n"]) for t in TABLES}
-    events = platform.app.recorder.max_notification_id()
-    if platform.app.dialect.postgres:
-        # What autovacuum does between scrapes in production (the counter tables are set to be
-        # vacuumed often); a test server may run with autovacuum off.
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute("VACUUM ANALYZE kpi_daily, kpi_totals, kpi_penalty_totals, kpi_ingest")
+def worker(kind: str, url: str, arg: str, scrapes: int) -> None:
+    """One step in its own process, so each reports its own peak memory: `generate` the store's
+    lines into a file, `build` the store from it (streamed), `measure` report and scrape."""
+    if kind == "generate":
+        with open(arg, "w", encoding="utf-8") as f:
+            for line in generate(seed=7, complaints=int(url)):
+                f.write(line + "\n")
+        print(json.dumps({"peak_mb": peak_mb()}))
+        return
+    if kind == "build":
+        with Platform(url) as platform:
+            started = time.perf_counter()
+            with open(arg, "rb") as f:
+                platform.ingest_lines(f, batch_size=2000, on_batch=lambda outcomes: None)
+            built = time.perf_counter() - started
+            with platform.app.datastore.transaction(commit=False) as c:
+                rows = {t: int(platform.app.dialect.rows(c, f"SELECT COUNT(*) AS n FROM {t}")[0]["n"]) for t in TABLES}
+            events = platform.app.recorder.max_notification_id()
+        if url.startswith("postgres"):
+            # What autovacuum does between scrapes in production (the counter tables are set to be
+            # vacuumed often); a test server may run with autovacuum off.
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute("VACUUM ANALYZE kpi_daily, kpi_totals, kpi_penalty_totals, kpi_penalty_daily, kpi_ingest")
+        print(json.dumps({"events": events, "build_seconds": round(built, 1), "build_per_s": round(events / built),
+                          "rows": rows, "build_peak_mb": peak_mb()}))
+        return
     from projections.report import build_report
 
+    clock.use_clock(lambda: SEEN_AT)
+    platform = Platform(url)
     report_times = []
     for i in range(scrapes // 5 + 3):
         t0 = time.perf_counter()
@@ -91,10 +109,19 @@ def measure(url: str, complaints: int, scrapes: int) -> dict:
     finally:
         server.stop()
         platform.close()
-    return {"complaints": complaints, "events": events, "build_seconds": round(built, 1), "rows": rows,
-            "exposition_bytes": size, "series": series, "scrape_ms_median": round(statistics.median(times) * 1000, 2),
-            "scrape_ms_p90": round(sorted(times)[int(len(times) * 0.9) - 1] * 1000, 2),
-            "report_ms_median": round(statistics.median(report_times) * 1000, 2)}
+    print(json.dumps({"exposition_bytes": size, "series": series,
+                      "scrape_ms_median": round(statistics.median(times) * 1000, 2),
+                      "scrape_ms_p90": round(sorted(times)[int(len(times) * 0.9) - 1] * 1000, 2),
+                      "report_ms_median": round(statistics.median(report_times) * 1000, 2),
+                      "serving_peak_mb": peak_mb()}))
+
+
+def measure(url: str, complaints: int, scrapes: int, workdir: Path) -> dict:
+    lines = workdir / f"{complaints}.jsonl"
+    in_child(Path(__file__), "generate", str(complaints), str(lines), str(scrapes))
+    built = in_child(Path(__file__), "build", url, str(lines), str(scrapes))
+    lines.unlink()
+    return {"complaints": complaints, **built, **in_child(Path(__file__), "measure", url, "-", str(scrapes))}
 
 
 def main() -> int:
@@ -102,34 +129,37 @@ def main() -> int:
     parser.add_argument("--sizes", default="1000,10000,100000", help="complaints per store, smallest first")
     parser.add_argument("--store", choices=["sqlite", "postgres"], default="sqlite")
     parser.add_argument("--scrapes", type=int, default=50)
+    parser.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.worker:
+        kind, url, arg, scrapes = args.worker
+        worker(kind, url, arg, int(scrapes))
+        return 0
     sizes = [int(n) for n in args.sizes.split(",")]
-    clock.use_clock(lambda: SEEN_AT)
     workdir = Path(tempfile.mkdtemp(prefix="bench-scrape-"))
     results = []
     for n in sizes:
         url, drop = store_url(args.store, workdir, str(n))
         try:
-            results.append(measure(url, n, args.scrapes))
+            results.append(measure(url, n, args.scrapes, workdir))
         finally:
             drop()
         print(f"measured: {results[-1]}", file=sys.stderr)
     base = results[0]
-    print(f"store {args.store}; ratios to the {base['complaints']:,}-complaint store measured in this run")
-    print(f"{'complaints':>11} {'events':>10} {'series':>7} {'scrape ms':>10} {'ratio':>6} {'p90 ratio':>9}"
-          f" {'per-series ratio':>16} {'report ms':>10} {'ratio':>6}")
     per_series = base["scrape_ms_median"] / base["series"]
+    rows = []
     for r in results:
         r["scrape_median_ratio"] = round(r["scrape_ms_median"] / base["scrape_ms_median"], 2)
         r["scrape_p90_ratio"] = round(r["scrape_ms_p90"] / base["scrape_ms_p90"], 2)
         r["per_series_ratio"] = round(r["scrape_ms_median"] / r["series"] / per_series, 2)
         r["report_ratio"] = round(r["report_ms_median"] / base["report_ms_median"], 2)
-        print(f"{r['complaints']:>11,} {r['events']:>10,} {r['series']:>7} {r['scrape_ms_median']:>10} "
-              f"{r['scrape_median_ratio']:>6} {r['scrape_p90_ratio']:>9} {r['per_series_ratio']:>16} "
-              f"{r['report_ms_median']:>10} {r['report_ratio']:>6}")
-    out = ROOT / "bench/results/scrape_cost.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps({"store": args.store, "results": results}, indent=2) + "\n")
+        rows.append([f"{r['complaints']:,}", f"{r['events']:,}", r["series"], r["scrape_ms_median"],
+                     r["scrape_median_ratio"], r["per_series_ratio"], r["report_ms_median"], r["report_ratio"],
+                     r["build_per_s"], r["build_peak_mb"], r["serving_peak_mb"]])
+    print(f"store {args.store}; ratios to the {base['complaints']:,}-complaint store measured in this run")
+    print(table(rows, ["complaints", "events", "series", "scrape ms", "ratio", "per series", "report ms", "ratio",
+                       "build ev/s", "build MB", "serve MB"]))
+    print(f"saved {save('scrape_cost', {'store': args.store, 'targets_ms': {'report': 200, 'scrape': 50}, 'results': results})}")
     return 0
 
 

@@ -34,9 +34,14 @@ class _SeekToStoredPositions(ConsumerRebalanceListener):
         self.owner = consumer
 
     def on_partitions_revoked(self, revoked: Any) -> None:
-        pass  # batches commit before the next poll, so nothing in hand belongs to a revoked partition
+        # Batches commit before the next poll, so nothing in hand belongs to a revoked partition.
+        # Cached complaints do: another process may change them while the partition is away.
+        self.owner.app.forget_cached()
 
     def on_partitions_assigned(self, assigned: Any) -> None:
+        # Cached aggregates skip the fast-forward query (one writer per complaint), so a partition
+        # that comes back must not find the complaints as they were before it left.
+        self.owner.app.forget_cached()
         self.owner.seek_to_stored(assigned)
 
 

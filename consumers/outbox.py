@@ -8,6 +8,7 @@ a few messages may be sent again with the same `event_id` header, which consumer
 from __future__ import annotations
 
 import json
+import logging
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 from eventsourcing.application import Recording
 from eventsourcing.persistence import Tracking
 from kafka import KafkaProducer
+from kafka.errors import KafkaError
 
 from consumers.settings import KafkaSettings
 from infra.privacy import Keyring, key_ids, unseal, unseal_data
@@ -22,6 +24,7 @@ from infra.store import RecoveryApplication, following
 from projections.facts import SPEC_TYPE
 
 RELAY = "outbox"
+log = logging.getLogger("recovery.outbox")
 _EXTRAS = ("deadline", "repeat_of", "upgraded", "upgrades", "quiet_hours_violation")
 
 
@@ -46,7 +49,7 @@ class OutboxRelay:
         """Publish what was recorded since the relay's position; returns how many notifications.
         `recorded`: what this process has just saved, used as it is when it is next in the log."""
         last = self.app.recorder.max_tracking_id(RELAY) or 0
-        run = following(recorded, last)
+        run = following(recorded, last)[:limit]
         if run:
             events = [(r.notification, r.domain_event) for r in run]
         else:
@@ -57,17 +60,26 @@ class OutboxRelay:
         # Downstream systems get the personal fields in clear (or "[erased]"), as they were sent.
         keys = self.keyring.by_id(key_ids([*(getattr(e, "data", {}) for _, e in events),
                                             *({"raw": getattr(e, "raw", None)} for _, e in events)]))
+        sent = []
         for n, event in events:
             kind = type(event).__qualname__
             if kind.startswith("Complaint."):
-                self._publish_complaint_event(n, event, keys)
+                sent.append(self._publish_complaint_event(n, event, keys))
             elif kind == "DeadLetter.Recorded" and event.source.count("/") == 2:
-                self._publish_dead_letter(event, unseal(event.raw, keys))
+                sent.append(self._publish_dead_letter(event, unseal(event.raw, keys)))
         self.producer.flush()
+        try:
+            for future in sent:  # flush() does not raise for a failed send
+                future.get(timeout=30)
+        except KafkaError as error:
+            # The position stays: everything after it is sent again next time (consumers
+            # deduplicate by the event_id header).
+            log.warning(json.dumps({"event": "relay_send_failed", "error": str(error)[:300]}))
+            return 0
         self.app.recorder.insert_tracking(Tracking(RELAY, events[-1][0].id))
         return len(events)
 
-    def _publish_complaint_event(self, n: Any, event: Any, keys: dict[str, bytes]) -> None:
+    def _publish_complaint_event(self, n: Any, event: Any, keys: dict[str, bytes]) -> Any:
         complaint_id = self._complaint_id(n.originator_id, event)
         stable_id = f"{n.originator_id}:{n.originator_version}"
         body = {"event_id": stable_id, "source_event_id": event.event_id,
@@ -78,14 +90,14 @@ class OutboxRelay:
             if hasattr(event, extra):
                 value = getattr(event, extra)
                 body[extra] = value.isoformat() if hasattr(value, "isoformat") else value
-        self.producer.send(self.settings.outbound_topic, key=complaint_id.encode(),
+        return self.producer.send(self.settings.outbound_topic, key=complaint_id.encode(),
                            value=json.dumps(body, ensure_ascii=False).encode(),
                            headers=[("event_id", stable_id.encode()), ("type", body["type"].encode())])
 
-    def _publish_dead_letter(self, event: Any, raw: str) -> None:
+    def _publish_dead_letter(self, event: Any, raw: str) -> Any:
         topic, partition, offset = event.source.split("/")
         headers = [("reason", event.reason.encode()), ("message", event.message.encode()),
                    ("source_topic", topic.encode()), ("source_partition", partition.encode()),
                    ("source_offset", offset.encode())]
-        self.producer.send(self.settings.dlq_topic, value=raw.encode(),
+        return self.producer.send(self.settings.dlq_topic, value=raw.encode(),
                            key=(event.complaint_id or "").encode() or None, headers=headers)

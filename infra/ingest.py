@@ -240,7 +240,7 @@ class IngestService:
         if clock is not None:
             self._record_missed(batch, due, clock)
             batch.index.watcher_clock = to_us(clock)
-        if len(self.recorded) > 100_000:
+        if len(self.recorded) > 20_000:
             self.recorded.clear()  # nobody takes them: the read model reads the log instead
         self.recorded += self.app.save(*(c for c in batch.complaints.values() if c is not None and c.pending_events),
                                        *batch.others, index=batch.index)

@@ -25,7 +25,9 @@ class Dialect:
                rows: Sequence[Sequence[Any]], tail: str = "") -> None:
         """INSERT many rows. On PostgreSQL one statement whatever the count: the columns go as
         arrays through unnest(), so neither psycopg nor the server handles a statement per row.
-        `types` are the columns' SQL types; `tail` (ON CONFLICT ...) must hold no placeholders."""
+        `types` are the columns' SQL types (text columns take str, bigint ones int); `tail` (ON
+        CONFLICT ...) must hold no placeholders, and an upsert's conflict keys must be unique
+        within the rows (PostgreSQL updates a row once per statement)."""
         if not rows:
             return
         if not self.postgres:

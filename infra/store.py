@@ -9,15 +9,13 @@ transaction as the events, so they can never disagree with the log (and can be r
 from __future__ import annotations
 
 import os
-from contextlib import nullcontext
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 from uuid import UUID
-
-from collections.abc import Sequence
 
 from eventsourcing.application import Application, Recording
 from eventsourcing.persistence import Tracking

@@ -78,7 +78,7 @@ def catch_up(app: RecoveryApplication, view: KpiViewMixin, batch_size: int = 200
     done = 0
     if recorded:
         last = view.max_tracking_id(app.name) or 0  # type: ignore[attr-defined]
-        run = following(recorded, last)
+        run = following(recorded, last)[:batch_size]  # the rest, if any, is read below
         if run:
             try:
                 view.process([(r.domain_event, Tracking(app.name, r.notification.id)) for r in run], after=last)

@@ -1,0 +1,70 @@
+"""The outbox relay's bookkeeping: its position moves only past what the broker acknowledged."""
+
+from __future__ import annotations
+
+import pytest
+from feed import Feed
+from kafka.errors import KafkaError, KafkaTimeoutError
+
+from consumers.outbox import RELAY, OutboxRelay
+from consumers.settings import KafkaSettings
+from infra.platform import Platform
+
+
+class _Sent:
+    def __init__(self, error: KafkaError | None):
+        self.error = error
+
+    def get(self, timeout: float | None = None) -> None:
+        if self.error:
+            raise self.error
+
+
+class _Producer:
+    """Stands in for KafkaProducer: records what it was given; its sends fail when told to."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes]] = []
+        self.error: KafkaError | None = None
+
+    def send(self, topic: str, value: bytes, key: bytes | None = None, headers: list | None = None) -> _Sent:
+        self.sent.append((topic, key))
+        return _Sent(self.error)
+
+    def flush(self) -> None:
+        pass
+
+
+@pytest.fixture
+def platform(store_url, policy):
+    with Platform(store_url, policy) as p:
+        yield p
+
+
+def test_a_failed_send_keeps_the_position_and_everything_is_sent_again(platform):
+    f = Feed()
+    f.received("C1", "2026-11-02T09:00:00+08:00")
+    f.resolved("C1", "2026-11-02T10:00:00+08:00")
+    platform.ingest_lines(f.lines)
+    producer = _Producer()
+    relay = OutboxRelay(platform.app, producer, KafkaSettings())
+    producer.error = KafkaTimeoutError("broker gone")
+    assert relay.publish_pending() == 0
+    assert platform.app.recorder.max_tracking_id(RELAY) is None
+    producer.error = None
+    assert relay.publish_pending() == 2
+    assert [key for _, key in producer.sent] == [b"C1", b"C1"] * 2
+    assert platform.app.recorder.max_tracking_id(RELAY) == 2
+    assert relay.publish_pending() == 0
+
+
+def test_the_relay_publishes_what_this_process_just_saved_without_reading_it_back(platform):
+    f = Feed()
+    f.received("C1", "2026-11-02T09:00:00+08:00")
+    platform.service.ingest(f.lines)
+    recorded = platform.service.take_recorded()
+    producer = _Producer()
+    relay = OutboxRelay(platform.app, producer, KafkaSettings())
+    platform.app.recorder.select_notifications = None  # reading the log would fail
+    assert relay.publish_pending(recorded=recorded) == 1
+    assert platform.app.recorder.max_tracking_id(RELAY) == 1

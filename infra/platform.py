@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -16,6 +18,13 @@ from infra.ingest import Outcome, IngestService
 from infra.store import RecoveryApplication, database_url, sqlite_path
 from projections.kpi import KpiViewMixin
 from projections.runner import catch_up, open_view
+
+
+# Rewritten by every batch; kept vacuumed by vacuum_hot_tables().
+HOT_TABLES = ("recovery_open_deadlines", "recovery_watcher", "notification_tracking", "kpi_tracking",
+              "kpi_daily", "kpi_totals", "kpi_penalty_daily", "kpi_penalty_totals", "kpi_ingest", "kpi_complaints")
+VACUUM_EVERY_SECONDS = 60.0
+log = logging.getLogger("recovery.platform")
 
 
 class Platform:
@@ -41,6 +50,7 @@ class Platform:
                     raise
                 time.sleep(0.2 * attempt)
         self.service = IngestService(self.app, self.policy, watcher=watcher)
+        self._vacuumed = time.monotonic()
 
     def dead_letter_path(self) -> Path:
         """Beside the SQLite file; in the working directory for PostgreSQL."""
@@ -85,7 +95,24 @@ class Platform:
             return 0
         if recorded is None:
             recorded = self.service.take_recorded()
-        return catch_up(self.app, self.view, recorded=recorded)
+        done = catch_up(self.app, self.view, recorded=recorded)
+        if self.app.dialect.postgres and time.monotonic() - self._vacuumed >= VACUUM_EVERY_SECONDS:
+            self.vacuum_hot_tables()
+        return done
+
+    def vacuum_hot_tables(self) -> None:
+        """VACUUM the tables every batch rewrites (open deadlines, counters, positions, facts).
+        Their dead row versions grow with every batch: without vacuuming, the index scans of each
+        batch and of every report grow with the history. Autovacuum does this where it runs (the
+        counter tables are set to be vacuumed often); this does it also where autovacuum is off or
+        falls behind, which on one test server halved ingest speed by 1,000,000 events. Skips a
+        table another session holds locked; a failure is logged, never raised."""
+        self._vacuumed = time.monotonic()
+        try:
+            with self.app.datastore.get_connection() as conn:
+                conn.execute(f"VACUUM (SKIP_LOCKED) {', '.join(HOT_TABLES)}")
+        except psycopg.Error as error:
+            log.warning(json.dumps({"event": "vacuum_failed", "error": str(error)[:300]}))
 
     def close(self) -> None:
         self.app.close()

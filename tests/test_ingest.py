@@ -276,3 +276,17 @@ def test_a_failed_batch_leaves_no_changed_aggregate_in_the_cache(platform):
             platform.ingest_lines(f.lines[1:])
     assert platform.app.repository.get(complaint_uuid("C1")).first_resolved_at is None
     assert results(platform.ingest_lines(f.lines[1:])) == [("accepted", None)]
+
+
+@pytest.mark.postgres
+def test_the_tables_every_batch_rewrites_are_vacuumed_without_error(postgres_url, policy, caplog):
+    """Where autovacuum is off or behind, their dead row versions would slow every batch."""
+    from infra import platform as platform_module
+
+    with Platform(postgres_url, policy) as p, mock.patch.object(platform_module, "VACUUM_EVERY_SECONDS", 0):
+        f = Feed()
+        f.received("C1", "2026-11-02T09:00:00+08:00")
+        f.resolved("C1", "2026-11-02T10:00:00+08:00")
+        p.ingest_lines(f.lines)
+        assert "vacuum_failed" not in caplog.text
+        assert report(p)["totals"]["resolved"] == 1

@@ -57,8 +57,14 @@ def record_chain(dialect: Dialect, cursor: Any, stored_events: Sequence[Any], no
         return
     originators = sorted({_hex(e.originator_id) for e in stored_events})
     last: dict[str, tuple[int, str]] = {}
-    for row in dialect.rows_in(cursor, "SELECT originator_id, originator_version, hash FROM recovery_chain",
-                               "originator_id", originators):
+    if dialect.postgres:  # each aggregate's newest hash only: one index probe and row per aggregate
+        found = dialect.rows(cursor, "SELECT o AS originator_id, r.originator_version, r.hash FROM unnest(%s::text[]) AS o"
+                             " CROSS JOIN LATERAL (SELECT originator_version, hash FROM recovery_chain"
+                             " WHERE originator_id = o ORDER BY originator_version DESC LIMIT 1) AS r", (originators,))
+    else:
+        found = dialect.rows_in(cursor, "SELECT originator_id, originator_version, hash FROM recovery_chain",
+                                "originator_id", originators)
+    for row in found:
         known = last.get(row["originator_id"])
         if known is None or row["originator_version"] > known[0]:
             last[row["originator_id"]] = (row["originator_version"], row["hash"])

@@ -20,9 +20,11 @@ from projections.kpi import KpiViewMixin
 from projections.runner import catch_up, open_view
 
 
-# Rewritten by every batch; kept vacuumed by vacuum_hot_tables().
+# Rewritten by every batch, or (the last three) probed by every batch through their indexes, which
+# answer alone only from pages a vacuum has marked all-visible; kept vacuumed by vacuum_hot_tables().
 HOT_TABLES = ("recovery_open_deadlines", "recovery_watcher", "notification_tracking", "kpi_tracking",
-              "kpi_daily", "kpi_totals", "kpi_penalty_daily", "kpi_penalty_totals", "kpi_ingest", "kpi_complaints")
+              "kpi_daily", "kpi_totals", "kpi_penalty_daily", "kpi_penalty_totals", "kpi_ingest", "kpi_complaints",
+              "recovery_inbound", "recovery_chain", "recovery_customer_issues")
 VACUUM_EVERY_SECONDS = 60.0
 log = logging.getLogger("recovery.platform")
 

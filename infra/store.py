@@ -101,8 +101,14 @@ class IndexReads:
         return {r["event_id"] for r in rows}
 
     def known_complaints(self, complaint_ids: list[str]) -> set[str]:
-        """Which of these complaints were received (any accepted event names its complaint)."""
-        rows = self._rows_in("SELECT DISTINCT complaint_id FROM recovery_inbound", "complaint_id", complaint_ids)
+        """Which of these complaints were received (any accepted event names its complaint). One
+        index probe per complaint, not a visit to each of its events."""
+        if self.dialect.postgres:
+            rows = self._rows("SELECT c AS complaint_id FROM unnest(%s::text[]) AS c"
+                              " WHERE EXISTS (SELECT 1 FROM recovery_inbound WHERE complaint_id = c)",
+                              (complaint_ids,))
+        else:
+            rows = self._rows_in("SELECT DISTINCT complaint_id FROM recovery_inbound", "complaint_id", complaint_ids)
         return {r["complaint_id"] for r in rows}
 
     def customer_issues(self, customers: list[str], since: int) -> list[tuple[str, str, int, str]]:

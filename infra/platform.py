@@ -103,12 +103,13 @@ class Platform:
         return done
 
     def vacuum_hot_tables(self) -> None:
-        """VACUUM the tables every batch rewrites (open deadlines, counters, positions, facts).
-        Their dead row versions grow with every batch: without vacuuming, the index scans of each
-        batch and of every report grow with the history. Autovacuum does this where it runs (the
-        counter tables are set to be vacuumed often); this does it also where autovacuum is off or
-        falls behind, which on one test server halved ingest speed by 1,000,000 events. Skips a
-        table another session holds locked; a failure is logged, never raised."""
+        """VACUUM the tables every batch rewrites (open deadlines, counters, positions, facts) or
+        probes (the write-side indexes). Dead row versions of the former grow with every batch, and
+        so would the index scans of each batch and of every report; the latter answer from their
+        indexes alone only on pages a vacuum marked all-visible. Autovacuum does this where it runs
+        (the counter tables are set to be vacuumed often); this does it also where autovacuum is
+        off or falls behind (as on the test server here). Skips a table another session holds
+        locked; a failure is logged, never raised."""
         self._vacuumed = time.monotonic()
         try:
             with self.app.datastore.get_connection() as conn:

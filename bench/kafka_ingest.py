@@ -115,7 +115,11 @@ def main() -> int:
     parser.add_argument("--replicas", default="1,2", help="comma-separated numbers of serve processes")
     parser.add_argument("--batch", type=int, default=1000, help="RECOVERY_BATCH_SIZE (max records per poll)")
     parser.add_argument("--timeout", type=float, default=7200)
+    parser.add_argument("--worker", nargs=3, metavar=("BOOTSTRAP", "TOPIC", "EVENTS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(bare_consume(args.worker[0], args.worker[1], int(args.worker[2]))))
+        return 0
 
     from kafka import KafkaProducer
     from kafka_broker import broker, create_topics
@@ -139,7 +143,7 @@ def main() -> int:
                     producer.send(topic, value=line.rstrip(b"\n"), key=key.encode() if isinstance(key, str) else None)
             producer.flush()
             producer.close()
-            bare = bare_consume(bootstrap, topic, events)
+            bare = in_child(Path(__file__).resolve(), bootstrap, topic, str(events))  # its own peak memory
             base_rate = bare["events"] / bare["seconds"]
             row = {"events": events, "partitions": args.partitions,
                    "bare_consume": {**bare, "per_s": round(base_rate)}, "serve": []}

@@ -79,6 +79,12 @@ VIEW_TABLES = ("kpi_complaints", "kpi_daily", "kpi_totals", "kpi_penalties", "kp
                "kpi_ingest")
 
 
+def _adding(table: str, keys: Sequence[str], counters: Sequence[str]) -> str:
+    """The upsert tail of a counter table: a row already there gets the new values added."""
+    return (f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET "
+            + ", ".join(f"{k} = {table}.{k} + excluded.{k}" for k in counters))
+
+
 def _spans(moments: list[int], gap: int) -> list[tuple[int, int]]:
     """Sorted moments grouped into (first, last) runs whose neighbours are at most `gap` apart."""
     spans: list[tuple[int, int]] = []
@@ -204,7 +210,7 @@ class KpiViewMixin:
             self.dialect.insert(
                 c, "kpi_ingest", ("type", "result", "reason", "n"), ("text", "text", "text", "bigint"),
                 [(*k, n) for k, n in ingest.items()],
-                "ON CONFLICT (type, result, reason) DO UPDATE SET n = kpi_ingest.n + excluded.n")
+                _adding("kpi_ingest", ("type", "result", "reason"), ("n",)))
             self._insert_tracking(c, items[-1][1])  # type: ignore[attr-defined]
 
     def _write_facts(self, c: Any, batch: _BatchFacts) -> None:
@@ -233,11 +239,11 @@ class KpiViewMixin:
         self.dialect.insert(
             c, "kpi_daily", ("day", "dim", "key", *COUNTERS), ("text",) * 3 + ("bigint",) * len(COUNTERS),
             [[day, dim, key, *(row.get(k, 0) for k in COUNTERS)] for (day, dim, key), row in deltas.items()],
-            "ON CONFLICT (dim, key, day) DO UPDATE SET " + ", ".join(f"{k} = kpi_daily.{k} + excluded.{k}" for k in COUNTERS))
+            _adding("kpi_daily", ("dim", "key", "day"), COUNTERS))
         self.dialect.insert(
             c, "kpi_totals", ("tier", "region", *COUNTERS), ("text",) * 2 + ("bigint",) * len(COUNTERS),
             [[tier, region, *(row.get(k, 0) for k in COUNTERS)] for (tier, region), row in totals.items()],
-            "ON CONFLICT (tier, region) DO UPDATE SET " + ", ".join(f"{k} = kpi_totals.{k} + excluded.{k}" for k in COUNTERS))
+            _adding("kpi_totals", ("tier", "region"), COUNTERS))
 
     def _write_penalties(self, c: Any, penalties: list[Penalty]) -> None:
         """Once per complaint, trigger and role; unrecorded points stop at the monthly cap (扣完为止)."""
@@ -278,13 +284,11 @@ class KpiViewMixin:
         self.dialect.insert(
             c, "kpi_penalty_totals", ("month", "unit", "reason", *sums), ("text",) * 3 + ("bigint",) * 3,
             [(*k, *v) for k, v in totals.items()],
-            "ON CONFLICT (month, unit, reason) DO UPDATE SET "
-            + ", ".join(f"{k} = kpi_penalty_totals.{k} + excluded.{k}" for k in sums))
+            _adding("kpi_penalty_totals", ("month", "unit", "reason"), sums))
         self.dialect.insert(
             c, "kpi_penalty_daily", ("day", "who", "reason", "month", *sums), ("text",) * 4 + ("bigint",) * 3,
             [(*k, *v) for k, v in daily.items()],
-            "ON CONFLICT (day, who, reason) DO UPDATE SET "
-            + ", ".join(f"{k} = kpi_penalty_daily.{k} + excluded.{k}" for k in sums))
+            _adding("kpi_penalty_daily", ("day", "who", "reason"), sums))
 
 
 class SQLiteKpiView(KpiViewMixin, SQLiteTrackingRecorder):

@@ -23,7 +23,8 @@ import sys
 import tempfile
 import time
 import urllib.request
-import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -31,7 +32,7 @@ from zoneinfo import ZoneInfo
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, in_child, peak_mb, save, table  # noqa: E402
+from common import ROOT, fresh_database, in_child, peak_mb, save, table  # noqa: E402
 
 sys.path.insert(0, str(ROOT))
 
@@ -44,19 +45,13 @@ SEEN_AT = datetime(2026, 11, 30, 12, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
 TABLES = ("kpi_complaints", "kpi_daily", "kpi_totals", "kpi_penalty_totals", "kpi_ingest")
 
 
-def store_url(kind: str, workdir: Path, label: str) -> tuple[str, callable]:
+@contextmanager
+def store_url(kind: str, workdir: Path, label: str) -> Iterator[str]:
     if kind == "sqlite":
-        return f"sqlite:///{workdir / f'{label}.db'}", lambda: None
-    server = "postgresql://postgres@127.0.0.1:5432/postgres"
-    name = f"bench_scrape_{label}_{uuid.uuid4().hex[:6]}"
-    with psycopg.connect(server, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-
-    def drop() -> None:
-        with psycopg.connect(server, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-    return f"postgresql://postgres@127.0.0.1:5432/{name}", drop
+        yield f"sqlite:///{workdir / f'{label}.db'}"
+    else:
+        with fresh_database(f"scrape_{label}") as url:
+            yield url
 
 
 def worker(kind: str, url: str, arg: str, scrapes: int) -> None:
@@ -139,11 +134,8 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="bench-scrape-"))
     results = []
     for n in sizes:
-        url, drop = store_url(args.store, workdir, str(n))
-        try:
+        with store_url(args.store, workdir, str(n)) as url:
             results.append(measure(url, n, args.scrapes, workdir))
-        finally:
-            drop()
         print(f"measured: {results[-1]}", file=sys.stderr)
     base = results[0]
     per_series = base["scrape_ms_median"] / base["series"]

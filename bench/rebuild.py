@@ -24,7 +24,6 @@ sys.path.insert(0, str(ROOT))
 
 def worker(kind: str, url: str, path: str) -> None:
     from infra.platform import Platform
-    from projections.runner import rebuild
 
     with Platform(url) as platform:
         if kind == "load":
@@ -41,7 +40,7 @@ def worker(kind: str, url: str, path: str) -> None:
             result = {"events": n, "seconds": time.perf_counter() - started}
         else:
             started = time.perf_counter()
-            n = rebuild(platform.app, platform.view)
+            n = platform.rebuild()
             result = {"events": n, "seconds": time.perf_counter() - started}
     if "seconds" in result:
         result["per_s"] = round(result["events"] / result["seconds"])

@@ -202,12 +202,11 @@ def cmd_erase(args: argparse.Namespace) -> int:
 
 def cmd_rebuild(args: argparse.Namespace) -> int:
     from infra.platform import Platform
-    from projections.runner import rebuild
 
     with Platform() as platform:
         total = platform.app.recorder.max_notification_id() or 0
         with _progress(total, f"rebuild {args.projection}", bytes_=False) as bar:
-            applied = rebuild(platform.app, platform.view, progress=bar)
+            applied = platform.rebuild(progress=bar)
     print(f"rebuilt projection {args.projection} from {applied} recorded events")
     return 0
 

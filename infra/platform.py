@@ -17,7 +17,7 @@ from domain.policy import Policy, load_policy
 from infra.ingest import Outcome, IngestService
 from infra.store import RecoveryApplication, database_url, sqlite_path
 from projections.kpi import KpiViewMixin
-from projections.runner import catch_up, open_view
+from projections.runner import catch_up, open_view, rebuild
 
 
 # Rewritten by every batch, or (the last three) probed by every batch through their indexes, which
@@ -98,9 +98,16 @@ class Platform:
         if recorded is None:
             recorded = self.service.take_recorded()
         done = catch_up(self.app, self.view, recorded=recorded)
+        self._vacuum_when_due()
+        return done
+
+    def rebuild(self, progress: Callable[[int], None] | None = None) -> int:
+        """Drop the read model and apply the whole log again; returns how many events were applied."""
+        return rebuild(self.app, self.view, progress=progress, after_batch=self._vacuum_when_due)
+
+    def _vacuum_when_due(self) -> None:
         if self.app.dialect.postgres and time.monotonic() - self._vacuumed >= VACUUM_EVERY_SECONDS:
             self.vacuum_hot_tables()
-        return done
 
     def vacuum_hot_tables(self) -> None:
         """VACUUM the tables every batch rewrites (open deadlines, counters, positions, facts) or

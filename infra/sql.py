@@ -3,8 +3,13 @@ converted for psycopg. Rows are read by column name on both."""
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterable, Sequence
 from typing import Any
+
+# From this many rows an insert goes through COPY (see Dialect._insert_staged): three statements
+# instead of one, but rows encoded in C instead of Python (about five times faster for thousands).
+STAGED_ROWS = 200
 
 
 class Dialect:
@@ -22,9 +27,10 @@ class Dialect:
             cursor.executemany(self.q(statement), rows)
 
     def insert(self, cursor: Any, table: str, columns: Sequence[str], types: Sequence[str],
-               rows: Sequence[Sequence[Any]], tail: str = "") -> None:
+               rows: Sequence[Sequence[Any]], tail: str = "", copy: bool = False) -> None:
         """INSERT many rows. On PostgreSQL one statement whatever the count: the columns go as
-        arrays through unnest(), so neither psycopg nor the server handles a statement per row.
+        arrays through unnest(), so neither psycopg nor the server handles a statement per row;
+        with `copy` (not in pipeline mode, where COPY is refused), many rows go through COPY.
         `types` are the columns' SQL types (text columns take str, bigint ones int); `tail` (ON
         CONFLICT ...) must hold no placeholders, and an upsert's conflict keys must be unique
         within the rows (PostgreSQL updates a row once per statement)."""
@@ -34,10 +40,28 @@ class Dialect:
             self.executemany(cursor, f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({self.in_list(len(columns))}) "
                              + tail, rows)
             return
+        if copy and len(rows) >= STAGED_ROWS:
+            self._insert_staged(cursor, table, columns, types, rows, tail)
+            return
         arrays = ", ".join(f"%s::{t}[]" if t in _LITERALS else f"%b::{t}[]" for t in types)
         cursor.execute(f"INSERT INTO {table} ({', '.join(columns)}) SELECT * FROM unnest({arrays}) {tail}",
                        [_LITERALS[t](column) if t in _LITERALS else list(column)
                         for t, column in zip(types, zip(*rows))])
+
+    def _insert_staged(self, cursor: Any, table: str, columns: Sequence[str], types: Sequence[str],
+                       rows: Sequence[Sequence[Any]], tail: str) -> None:
+        """Binary COPY (rows encoded in C) into a temporary table of this session, then one
+        INSERT ... SELECT from it. The staging table is emptied in the same transaction, so a
+        rollback leaves it as it was."""
+        stage = f"stage_{table}_{zlib.crc32(repr((columns, types)).encode()):08x}"
+        cursor.execute(f"CREATE TEMP TABLE IF NOT EXISTS {stage} ("
+                       + ", ".join(f"{c} {t}" for c, t in zip(columns, types)) + ")")
+        with cursor.copy(f"COPY {stage} FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(list(types))
+            for row in rows:
+                copy.write_row(row)
+        cursor.execute(f"INSERT INTO {table} ({', '.join(columns)}) SELECT * FROM {stage} {tail}")
+        cursor.execute(f"TRUNCATE {stage}")
 
     def delete_in(self, cursor: Any, table: str, column: str, values: Sequence[Any]) -> None:
         if not values:

@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from decimal import Decimal
+from operator import attrgetter
 from typing import Any, Protocol
 
 from domain.clock import to_us
@@ -42,7 +43,7 @@ def fen(amount: str | Decimal) -> int:
     return int(Decimal(amount) * 100)
 
 
-@dataclass
+@dataclass(slots=True)  # slots: thousands are cached between batches
 class Facts:
     uuid: str
     complaint_id: str
@@ -87,6 +88,7 @@ class Facts:
 
 
 FACT_FIELDS = [f.name for f in fields(Facts)]
+fact_values = attrgetter(*FACT_FIELDS)  # a Facts as a tuple in field order: Facts(*fact_values(f)) copies it
 
 
 def recovery_outcome(f: Facts) -> str | None:

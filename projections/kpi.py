@@ -7,9 +7,9 @@ event is applied exactly once even if the process dies between two batches.
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Sequence
-from dataclasses import replace
+from bisect import bisect_left, bisect_right, insort
+from collections import OrderedDict, defaultdict
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from eventsourcing.persistence import IntegrityError, Tracking
@@ -31,6 +31,7 @@ from projections.facts import (
     FactsUpdater,
     Penalty,
     contributions,
+    fact_values,
 )
 
 _INT_FACTS = {"received_at", "deadline", "repeat_at", "upgraded", "sensitive", "transferred",
@@ -96,71 +97,116 @@ def _spans(moments: list[int], gap: int) -> list[tuple[int, int]]:
     return spans
 
 
+class FactsCache:
+    """Facts of recently touched complaints, kept between batches so the next batch need not read
+    them back: at most `size` (least recently used dropped first), so memory stays flat. Valid only
+    while nobody else wrote the read model: it records the position it matches, and a batch read
+    from another position empties it, as does a batch that failed (its changes were rolled back)."""
+
+    def __init__(self, size: int = 20_000):
+        self.size, self.position = size, -1
+        self.facts: OrderedDict[str, Facts] = OrderedDict()
+
+    def valid_at(self, position: int | None) -> bool:
+        if position is None or position != self.position:
+            self.forget()
+            return False
+        return True
+
+    def get(self, uuid: str) -> Facts | None:
+        f = self.facts.get(uuid)
+        if f is not None:
+            self.facts.move_to_end(uuid)
+        return f
+
+    def keep(self, facts: list[Facts], position: int) -> None:
+        for f in facts:
+            self.facts[f.uuid] = f
+            self.facts.move_to_end(f.uuid)
+        while len(self.facts) > self.size:
+            self.facts.popitem(last=False)
+        self.position = position
+
+    def forget(self) -> None:
+        self.facts.clear()
+        self.position = -1
+
+
+def _received_at(f: Facts) -> int:
+    return f.received_at
+
+
 class _BatchFacts:
-    """Facts loaded for one batch, with the counters they contributed before it began."""
+    """Facts loaded for one batch, as they were before it began."""
 
-    def __init__(self, dialect: Dialect, cursor: Any):
-        self.dialect, self.cursor = dialect, cursor
+    def __init__(self, dialect: Dialect, cursor: Any, cache: FactsCache | None = None):
+        self.dialect, self.cursor, self.cache = dialect, cursor, cache
         self.facts: dict[str, Facts | None] = {}
-        self.before: dict[str, dict[str, int] | None] = {}
-        self.loaded: dict[str, Facts] = {}  # as read, to write back only what changed
+        self.loaded: dict[str, tuple] = {}  # fact_values() as read: to write back only what changed
         self.covered: list[tuple[int, int]] = []  # received_at ranges loaded whole
-        self.by_cause: dict[tuple[str, str], list[Facts]] = defaultdict(list)  # (category, region)
+        self.by_cause: dict[tuple[str, str], list[Facts]] = defaultdict(list)  # (category, region), by received_at
+        self.by_repeat_of: dict[str, list[Facts]] = defaultdict(list)
 
-    def preload(self, uuids: set[str]) -> None:
-        missing = [u for u in uuids if u not in self.facts]
+    def preload(self, uuids: Iterable[str]) -> None:
+        missing = []
+        for u in uuids:
+            if u in self.facts:
+                continue
+            cached = self.cache.get(u) if self.cache else None
+            if cached is None:
+                missing.append(u)
+            else:
+                self._remember(cached)
         for row in self.dialect.rows_in(self.cursor, "SELECT * FROM kpi_complaints", "uuid", missing):
             self._remember(Facts(**{k: row[k] for k in FACT_FIELDS}))
         for u in missing:
             self.facts.setdefault(u, None)
 
     def _remember(self, f: Facts) -> None:
-        self.facts[f.uuid] = f
-        self.by_cause[(f.category, f.region)].append(f)
-        self.loaded[f.uuid] = replace(f)
-        self.before[f.uuid] = contributions(f)
+        self.loaded[f.uuid] = fact_values(f)
+        self.add(f)
 
     def get(self, uuid: str) -> Facts | None:
         if uuid not in self.facts:
-            self.preload({uuid})
+            self.preload((uuid,))
         return self.facts[uuid]
 
     def add(self, facts: Facts) -> None:
         self.facts[facts.uuid] = facts
-        self.by_cause[(facts.category, facts.region)].append(facts)
-        self.before[facts.uuid] = None
+        insort(self.by_cause[(facts.category, facts.region)], facts, key=_received_at)
+        if facts.repeat_of:
+            self.by_repeat_of[facts.repeat_of].append(facts)
 
     def repeats_of(self, uuid: str) -> list[Facts]:
         rows = self.dialect.rows(self.cursor, "SELECT uuid FROM kpi_complaints WHERE repeat_of = ?", (uuid,))
-        self.preload({r["uuid"] for r in rows})
-        return [f for f in self.facts.values() if f is not None and f.repeat_of == uuid]
-
+        self.preload(r["uuid"] for r in rows)
+        return list(self.by_repeat_of[uuid])
 
     def preload_received(self, lo: int, hi: int) -> None:
-        """Load every complaint received in [lo, hi] in one query (a batch's span plus the window)."""
-        rows = self.dialect.rows(self.cursor, "SELECT * FROM kpi_complaints WHERE received_at >= ? AND received_at <= ?",
+        """Load every complaint received in [lo, hi] (a batch's span plus the window)."""
+        rows = self.dialect.rows(self.cursor, "SELECT uuid FROM kpi_complaints WHERE received_at >= ? AND received_at <= ?",
                                  (lo, hi))
-        for row in rows:
-            if row["uuid"] not in self.facts:
-                self._remember(Facts(**{k: row[k] for k in FACT_FIELDS}))
+        self.preload(r["uuid"] for r in rows)
         self.covered.append((lo, hi))
 
     def received_between(self, category: str, region: str, since: int, until: int) -> list[Facts]:
         if not any(lo <= since and until <= hi for lo, hi in self.covered):
             self._query_received(category, region, since, until)
-        return [f for f in self.by_cause[(category, region)] if since <= f.received_at <= until]
+        members = self.by_cause[(category, region)]
+        return members[bisect_left(members, since, key=_received_at):bisect_right(members, until, key=_received_at)]
 
     def _query_received(self, category: str, region: str, since: int, until: int) -> None:
         rows = self.dialect.rows(
             self.cursor, "SELECT uuid FROM kpi_complaints WHERE category = ? AND region = ?"
             " AND received_at >= ? AND received_at <= ?", (category, region, since, until))
-        self.preload({r["uuid"] for r in rows})
+        self.preload(r["uuid"] for r in rows)
 
 
 class KpiViewMixin:
     dialect: Dialect
     datastore: Any
     policy: Policy
+    _facts_cache: FactsCache | None = None
 
     def process(self, items: Sequence[tuple[Any, Tracking]], after: int | None = None) -> None:
         """Apply a batch of recorded events and its last tracking record in one transaction.
@@ -170,48 +216,61 @@ class KpiViewMixin:
         earlier already applied; so view writers are serialised and the start is checked."""
         if not items:
             return
-        with self.datastore.transaction(commit=True) as c:
-            if after is not None:
-                if self.dialect.postgres:
-                    self.dialect.execute(c, "SELECT pg_advisory_xact_lock(?)", (VIEW_WRITER_LOCK,))
-                name = items[-1][1].application_name
-                current = self._max_tracking_id(name, c) or 0  # type: ignore[attr-defined]
-                if current != after:
-                    raise IntegrityError(f"read model moved from {after} to {current} meanwhile")
-            batch = _BatchFacts(self.dialect, c)
-            needed = set()
-            for event, _ in items:
-                if type(event).__qualname__.startswith("Complaint."):
-                    needed.add(event.originator_id.hex)
-                    if getattr(event, "repeat_of", None):
-                        needed.add(complaint_uuid(event.repeat_of).hex)
-            batch.preload(needed)
-            received = sorted(to_us(e.occurred_at) for e, _ in items if type(e).__qualname__ == "Complaint.Received")
-            window = self.policy.batch_window_minutes * 60_000_000
-            # The major-batch check looks one window around each new complaint: load those spans
-            # whole, one query per run of complaints less than two windows apart.
-            for lo, hi in _spans(received, 2 * window):
-                batch.preload_received(lo - window, hi + window)
-            updater = FactsUpdater(batch, self.policy, complaint_uuid)
-            penalties: list[Penalty] = []
-            ingest: dict[tuple[str, str, str], int] = defaultdict(int)
-            for event, _ in items:
-                kind = type(event).__qualname__
-                if kind.startswith("Complaint."):
-                    penalties += updater.apply(event)
-                    if event.event_id is not None:
-                        ingest[(SPEC_TYPE[type(event).__name__], "accepted", "")] += 1
-                elif kind == "DeadLetter.Recorded":
-                    ingest[(event.type or "", "rejected", event.reason)] += 1
-                elif kind == "DuplicateDelivery.Recorded":
-                    ingest[(event.type, "duplicate", "")] += 1
-            self._write_facts(c, batch)
-            self._write_penalties(c, penalties)
-            self.dialect.insert(
-                c, "kpi_ingest", ("type", "result", "reason", "n"), ("text", "text", "text", "bigint"),
-                [(*k, n) for k, n in ingest.items()],
-                _adding("kpi_ingest", ("type", "result", "reason"), ("n",)))
-            self._insert_tracking(c, items[-1][1])  # type: ignore[attr-defined]
+        if self._facts_cache is None:
+            self._facts_cache = FactsCache()
+        cache = self._facts_cache
+        try:
+            with self.datastore.transaction(commit=True) as c:
+                if after is not None:
+                    if self.dialect.postgres:
+                        self.dialect.execute(c, "SELECT pg_advisory_xact_lock(?)", (VIEW_WRITER_LOCK,))
+                    name = items[-1][1].application_name
+                    current = self._max_tracking_id(name, c) or 0  # type: ignore[attr-defined]
+                    if current != after:
+                        raise IntegrityError(f"read model moved from {after} to {current} meanwhile")
+                batch = self._apply(c, items, cache if cache.valid_at(after) else None)
+                self._insert_tracking(c, items[-1][1])  # type: ignore[attr-defined]
+        except BaseException:
+            cache.forget()  # the batch may have changed cached facts before it rolled back
+            raise
+        if after is not None:
+            cache.keep([f for f in batch.facts.values() if f is not None], items[-1][1].notification_id)
+
+    def _apply(self, c: Any, items: Sequence[tuple[Any, Tracking]], cache: FactsCache | None) -> _BatchFacts:
+        batch = _BatchFacts(self.dialect, c, cache)
+        needed = set()
+        for event, _ in items:
+            if type(event).__qualname__.startswith("Complaint."):
+                needed.add(event.originator_id.hex)
+                if getattr(event, "repeat_of", None):
+                    needed.add(complaint_uuid(event.repeat_of).hex)
+        batch.preload(needed)
+        received = sorted(to_us(e.occurred_at) for e, _ in items if type(e).__qualname__ == "Complaint.Received")
+        window = self.policy.batch_window_minutes * 60_000_000
+        # The major-batch check looks one window around each new complaint: load those spans
+        # whole, one query per run of complaints less than two windows apart.
+        for lo, hi in _spans(received, 2 * window):
+            batch.preload_received(lo - window, hi + window)
+        updater = FactsUpdater(batch, self.policy, complaint_uuid)
+        penalties: list[Penalty] = []
+        ingest: dict[tuple[str, str, str], int] = defaultdict(int)
+        for event, _ in items:
+            kind = type(event).__qualname__
+            if kind.startswith("Complaint."):
+                penalties += updater.apply(event)
+                if event.event_id is not None:
+                    ingest[(SPEC_TYPE[type(event).__name__], "accepted", "")] += 1
+            elif kind == "DeadLetter.Recorded":
+                ingest[(event.type or "", "rejected", event.reason)] += 1
+            elif kind == "DuplicateDelivery.Recorded":
+                ingest[(event.type, "duplicate", "")] += 1
+        self._write_facts(c, batch)
+        self._write_penalties(c, penalties)
+        self.dialect.insert(
+            c, "kpi_ingest", ("type", "result", "reason", "n"), ("text", "text", "text", "bigint"),
+            [(*k, n) for k, n in ingest.items()],
+            _adding("kpi_ingest", ("type", "result", "reason"), ("n",)))
+        return batch
 
     def _write_facts(self, c: Any, batch: _BatchFacts) -> None:
         deltas: dict[tuple[str, str, str], dict[str, int]] = {}
@@ -220,11 +279,12 @@ class KpiViewMixin:
         for uuid, f in batch.facts.items():
             if f is None:
                 continue
-            before, after = batch.before.get(uuid) or {}, contributions(f)
-            delta = {k: after.get(k, 0) - before.get(k, 0) for k in set(before) | set(after)}
-            delta = {k: v for k, v in delta.items() if v}
-            if batch.loaded.get(uuid) != f:
-                changed.append(f)
+            values, loaded = fact_values(f), batch.loaded.get(uuid)
+            if values == loaded:
+                continue
+            changed.append(values)
+            before, after = contributions(Facts(*loaded)) if loaded else {}, contributions(f)
+            delta = {k: v for k in before.keys() | after.keys() if (v := after.get(k, 0) - before.get(k, 0))}
             if not delta:
                 continue
             rows = [deltas.setdefault((f.day, dim, key), defaultdict(int))
@@ -234,12 +294,13 @@ class KpiViewMixin:
                 for k, v in delta.items():
                     row[k] += v
         self.dialect.insert(
-            c, "kpi_complaints", FACT_FIELDS, FACT_TYPES, [[getattr(f, k) for k in FACT_FIELDS] for f in changed],
-            "ON CONFLICT (uuid) DO UPDATE SET " + ", ".join(f"{k} = excluded.{k}" for k in FACT_FIELDS if k != "uuid"))
+            c, "kpi_complaints", FACT_FIELDS, FACT_TYPES, changed,
+            "ON CONFLICT (uuid) DO UPDATE SET " + ", ".join(f"{k} = excluded.{k}" for k in FACT_FIELDS if k != "uuid"),
+            copy=True)
         self.dialect.insert(
             c, "kpi_daily", ("day", "dim", "key", *COUNTERS), ("text",) * 3 + ("bigint",) * len(COUNTERS),
             [[day, dim, key, *(row.get(k, 0) for k in COUNTERS)] for (day, dim, key), row in deltas.items()],
-            _adding("kpi_daily", ("dim", "key", "day"), COUNTERS))
+            _adding("kpi_daily", ("dim", "key", "day"), COUNTERS), copy=True)
         self.dialect.insert(
             c, "kpi_totals", ("tier", "region", *COUNTERS), ("text",) * 2 + ("bigint",) * len(COUNTERS),
             [[tier, region, *(row.get(k, 0) for k in COUNTERS)] for (tier, region), row in totals.items()],
@@ -279,7 +340,8 @@ class KpiViewMixin:
                 total[2] += points
         self.dialect.insert(
             c, "kpi_penalties", ("complaint", "reason", "role", "who", "unit", "at", "day", "month", "amount_fen",
-                                 "points_centi"), ("text",) * 5 + ("bigint", "text", "text", "bigint", "bigint"), rows)
+                                 "points_centi"), ("text",) * 5 + ("bigint", "text", "text", "bigint", "bigint"), rows,
+            copy=True)
         sums = ("n", "amount_fen", "points_centi")
         self.dialect.insert(
             c, "kpi_penalty_totals", ("month", "unit", "reason", *sums), ("text",) * 3 + ("bigint",) * 3,
@@ -288,7 +350,7 @@ class KpiViewMixin:
         self.dialect.insert(
             c, "kpi_penalty_daily", ("day", "who", "reason", "month", *sums), ("text",) * 4 + ("bigint",) * 3,
             [(*k, *v) for k, v in daily.items()],
-            _adding("kpi_penalty_daily", ("day", "who", "reason"), sums))
+            _adding("kpi_penalty_daily", ("day", "who", "reason"), sums), copy=True)
 
 
 class SQLiteKpiView(KpiViewMixin, SQLiteTrackingRecorder):
@@ -300,10 +362,12 @@ class SQLiteKpiView(KpiViewMixin, SQLiteTrackingRecorder):
 
 # The counter tables are small and every batch updates their rows: without frequent vacuuming their
 # dead row versions would grow with the number of complaints, and so would every report and scrape.
+# Room left in each page lets an update stay on its page without touching the indexes (HOT).
 POSTGRES_VACUUM = [
-    f"ALTER TABLE {table} SET (autovacuum_vacuum_threshold = 200, autovacuum_vacuum_scale_factor = 0.02,"
-    " autovacuum_analyze_scale_factor = 0.05)"
-    for table in ("kpi_daily", "kpi_totals", "kpi_penalty_daily", "kpi_penalty_totals", "kpi_ingest")
+    *(f"ALTER TABLE {table} SET (fillfactor = 70, autovacuum_vacuum_threshold = 200,"
+      " autovacuum_vacuum_scale_factor = 0.02, autovacuum_analyze_scale_factor = 0.05)"
+      for table in ("kpi_daily", "kpi_totals", "kpi_penalty_daily", "kpi_penalty_totals", "kpi_ingest")),
+    "ALTER TABLE kpi_complaints SET (fillfactor = 70)",
 ]
 
 

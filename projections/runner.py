@@ -64,17 +64,25 @@ def reset_view(app: RecoveryApplication, view: KpiViewMixin, always: bool = Fals
     return True
 
 
-def rebuild(app: RecoveryApplication, view: KpiViewMixin, progress: Callable[[int], None] | None = None) -> int:
+# Larger batches than catch-up's: a complaint's events that fall in one batch cost one write of its
+# facts, and a rebuild has no reader waiting for the first batch.
+REBUILD_BATCH = 10_000
+
+
+def rebuild(app: RecoveryApplication, view: KpiViewMixin, progress: Callable[[int], None] | None = None,
+            after_batch: Callable[[], None] | None = None) -> int:
     """Drop the read model and apply the whole log again; returns how many events were applied."""
     reset_view(app, view, always=True)
-    return catch_up(app, view, progress=progress)
+    return catch_up(app, view, batch_size=REBUILD_BATCH, progress=progress, after_batch=after_batch)
 
 
 def catch_up(app: RecoveryApplication, view: KpiViewMixin, batch_size: int = 2000,
-             progress: Callable[[int], None] | None = None, recorded: Sequence[Recording] = ()) -> int:
+             progress: Callable[[int], None] | None = None, recorded: Sequence[Recording] = (),
+             after_batch: Callable[[], None] | None = None) -> int:
     """Apply every recorded event the view has not applied yet; returns how many. `recorded`: what
     this process has just saved (eventsourcing's recordings, with their log positions). When they
-    are next in the log they are applied as they are, without reading and decoding them again."""
+    are next in the log they are applied as they are, without reading and decoding them again.
+    `after_batch` runs after each batch read from the log (housekeeping of a long catch-up)."""
     done = 0
     if recorded:
         last = view.max_tracking_id(app.name) or 0  # type: ignore[attr-defined]
@@ -102,3 +110,5 @@ def catch_up(app: RecoveryApplication, view: KpiViewMixin, batch_size: int = 200
         done += len(notifications)
         if progress:
             progress(len(notifications))
+        if after_batch:
+            after_batch()

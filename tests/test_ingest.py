@@ -278,6 +278,20 @@ def test_a_failed_batch_leaves_no_changed_aggregate_in_the_cache(platform):
     assert results(platform.ingest_lines(f.lines[1:])) == [("accepted", None)]
 
 
+def test_a_failed_read_model_batch_leaves_no_changed_facts_in_its_cache(platform):
+    """The read model keeps facts between batches and changes them in place: a batch that rolled
+    back must not leave them changed, or applying it again would find nothing to write."""
+    f = Feed()
+    f.received("C1", "2026-11-02T09:00:00+08:00")
+    f.resolved("C1", "2026-11-02T10:00:00+08:00")
+    platform.ingest_lines(f.lines[:1])
+    with mock.patch.object(type(platform.view), "_insert_tracking", side_effect=RuntimeError("disk full")):
+        with pytest.raises(RuntimeError):
+            platform.ingest_lines(f.lines[1:])
+    totals = report(platform)["totals"]
+    assert (totals["resolved"], totals["on_time"], totals["open"]) == (1, 1, 1)
+
+
 @pytest.mark.postgres
 def test_the_tables_every_batch_rewrites_are_vacuumed_without_error(postgres_url, policy, caplog):
     """Where autovacuum is off or behind, their dead row versions would slow every batch."""

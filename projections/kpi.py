@@ -10,6 +10,7 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right, insort
 from collections import OrderedDict, defaultdict
 from collections.abc import Iterable, Sequence
+from operator import add, attrgetter, sub
 from typing import Any
 
 from eventsourcing.persistence import IntegrityError, Tracking
@@ -98,14 +99,15 @@ def _spans(moments: list[int], gap: int) -> list[tuple[int, int]]:
 
 
 class FactsCache:
-    """Facts of recently touched complaints, kept between batches so the next batch need not read
-    them back: at most `size` (least recently used dropped first), so memory stays flat. Valid only
-    while nobody else wrote the read model: it records the position it matches, and a batch read
-    from another position empties it, as does a batch that failed (its changes were rolled back)."""
+    """Facts of recently touched complaints, and their counter vectors, kept between batches so the
+    next batch need not read or recount them: at most `size` (least recently used dropped first),
+    so memory stays flat. Valid only while nobody else wrote the read model: it records the
+    position it matches, and a batch read from another position empties it, as does a batch that
+    failed (its changes were rolled back)."""
 
     def __init__(self, size: int = 20_000):
         self.size, self.position = size, -1
-        self.facts: OrderedDict[str, Facts] = OrderedDict()
+        self.entries: OrderedDict[str, tuple[Facts, list[int] | None]] = OrderedDict()
 
     def valid_at(self, position: int | None) -> bool:
         if position is None or position != self.position:
@@ -113,23 +115,42 @@ class FactsCache:
             return False
         return True
 
-    def get(self, uuid: str) -> Facts | None:
-        f = self.facts.get(uuid)
-        if f is not None:
-            self.facts.move_to_end(uuid)
-        return f
+    def get(self, uuid: str) -> tuple[Facts, list[int] | None] | None:
+        entry = self.entries.get(uuid)
+        if entry is not None:
+            self.entries.move_to_end(uuid)
+        return entry
 
-    def keep(self, facts: list[Facts], position: int) -> None:
-        for f in facts:
-            self.facts[f.uuid] = f
-            self.facts.move_to_end(f.uuid)
-        while len(self.facts) > self.size:
-            self.facts.popitem(last=False)
+    def keep(self, batch: _BatchFacts, position: int) -> None:
+        for uuid, f in batch.facts.items():
+            if f is not None:
+                self.entries[uuid] = (f, batch.vectors.get(uuid))
+                self.entries.move_to_end(uuid)
+        while len(self.entries) > self.size:
+            self.entries.popitem(last=False)
         self.position = position
 
     def forget(self) -> None:
-        self.facts.clear()
+        self.entries.clear()
         self.position = -1
+
+
+_COUNTER_INDEX = {k: i for i, k in enumerate(COUNTERS)}
+_cohort = attrgetter("day", *DIMENSIONS)
+_TIER, _REGION = 1 + DIMENSIONS.index("tier"), 1 + DIMENSIONS.index("region")
+
+
+def counter_vector(f: Facts) -> list[int]:
+    """contributions(f) as a list in COUNTERS order, so deltas and sums are element-wise."""
+    vector = [0] * len(COUNTERS)
+    for k, n in contributions(f).items():
+        vector[_COUNTER_INDEX[k]] = n
+    return vector
+
+
+def _add(sums: dict[Any, list[int]], key: Any, vector: list[int]) -> None:
+    found = sums.get(key)
+    sums[key] = vector if found is None else list(map(add, found, vector))
 
 
 def _received_at(f: Facts) -> int:
@@ -143,6 +164,7 @@ class _BatchFacts:
         self.dialect, self.cursor, self.cache = dialect, cursor, cache
         self.facts: dict[str, Facts | None] = {}
         self.loaded: dict[str, tuple] = {}  # fact_values() as read: to write back only what changed
+        self.vectors: dict[str, list[int]] = {}  # counter vectors, where known (cached, or written)
         self.covered: list[tuple[int, int]] = []  # received_at ranges loaded whole
         self.by_cause: dict[tuple[str, str], list[Facts]] = defaultdict(list)  # (category, region), by received_at
         self.by_repeat_of: dict[str, list[Facts]] = defaultdict(list)
@@ -156,7 +178,9 @@ class _BatchFacts:
             if cached is None:
                 missing.append(u)
             else:
-                self._remember(cached)
+                self._remember(cached[0])
+                if cached[1] is not None:
+                    self.vectors[u] = cached[1]
         for row in self.dialect.rows_in(self.cursor, "SELECT * FROM kpi_complaints", "uuid", missing):
             self._remember(Facts(**{k: row[k] for k in FACT_FIELDS}))
         for u in missing:
@@ -234,7 +258,7 @@ class KpiViewMixin:
             cache.forget()  # the batch may have changed cached facts before it rolled back
             raise
         if after is not None:
-            cache.keep([f for f in batch.facts.values() if f is not None], items[-1][1].notification_id)
+            cache.keep(batch, items[-1][1].notification_id)
 
     def _apply(self, c: Any, items: Sequence[tuple[Any, Tracking]], cache: FactsCache | None) -> _BatchFacts:
         batch = _BatchFacts(self.dialect, c, cache)
@@ -273,8 +297,7 @@ class KpiViewMixin:
         return batch
 
     def _write_facts(self, c: Any, batch: _BatchFacts) -> None:
-        deltas: dict[tuple[str, str, str], dict[str, int]] = {}
-        totals: dict[tuple[str, str], dict[str, int]] = {}
+        cohorts: dict[tuple[str, ...], list[int]] = {}  # counter deltas per (day, *DIMENSIONS)
         changed = []
         for uuid, f in batch.facts.items():
             if f is None:
@@ -283,28 +306,29 @@ class KpiViewMixin:
             if values == loaded:
                 continue
             changed.append(values)
-            before, after = contributions(Facts(*loaded)) if loaded else {}, contributions(f)
-            delta = {k: v for k in before.keys() | after.keys() if (v := after.get(k, 0) - before.get(k, 0))}
-            if not delta:
-                continue
-            rows = [deltas.setdefault((f.day, dim, key), defaultdict(int))
-                    for dim, key in (("all", ""), *((d, str(getattr(f, d))) for d in DIMENSIONS))]
-            rows.append(totals.setdefault((f.tier, f.region), defaultdict(int)))
-            for row in rows:
-                for k, v in delta.items():
-                    row[k] += v
+            before = batch.vectors.get(uuid) or (counter_vector(Facts(*loaded)) if loaded else None)
+            after = batch.vectors[uuid] = counter_vector(f)
+            delta = after if before is None else list(map(sub, after, before))
+            if any(delta):
+                _add(cohorts, _cohort(f), delta)
+        daily: dict[tuple[str, str, str], list[int]] = {}
+        totals: dict[tuple[str, str], list[int]] = {}
+        for cohort, delta in cohorts.items():
+            day = cohort[0]
+            _add(daily, (day, "all", ""), delta)
+            for dim, key in zip(DIMENSIONS, cohort[1:]):
+                _add(daily, (day, dim, str(key)), delta)
+            _add(totals, (cohort[_TIER], cohort[_REGION]), delta)
         self.dialect.insert(
             c, "kpi_complaints", FACT_FIELDS, FACT_TYPES, changed,
             "ON CONFLICT (uuid) DO UPDATE SET " + ", ".join(f"{k} = excluded.{k}" for k in FACT_FIELDS if k != "uuid"),
             copy=True)
         self.dialect.insert(
             c, "kpi_daily", ("day", "dim", "key", *COUNTERS), ("text",) * 3 + ("bigint",) * len(COUNTERS),
-            [[day, dim, key, *(row.get(k, 0) for k in COUNTERS)] for (day, dim, key), row in deltas.items()],
-            _adding("kpi_daily", ("dim", "key", "day"), COUNTERS), copy=True)
+            [[*k, *v] for k, v in daily.items()], _adding("kpi_daily", ("dim", "key", "day"), COUNTERS), copy=True)
         self.dialect.insert(
             c, "kpi_totals", ("tier", "region", *COUNTERS), ("text",) * 2 + ("bigint",) * len(COUNTERS),
-            [[tier, region, *(row.get(k, 0) for k in COUNTERS)] for (tier, region), row in totals.items()],
-            _adding("kpi_totals", ("tier", "region"), COUNTERS))
+            [[*k, *v] for k, v in totals.items()], _adding("kpi_totals", ("tier", "region"), COUNTERS))
 
     def _write_penalties(self, c: Any, penalties: list[Penalty]) -> None:
         """Once per complaint, trigger and role; unrecorded points stop at the monthly cap (扣完为止)."""

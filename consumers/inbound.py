@@ -15,9 +15,9 @@ from typing import Any
 
 from eventsourcing.persistence import IntegrityError, Tracking
 from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
-from kafka.partitioner.default import murmur2
 from kafka.structs import OffsetAndMetadata
 
+from consumers.partitioning import key_slot
 from consumers.settings import KafkaSettings
 from infra.ingest import IngestService
 from infra.store import RecoveryApplication
@@ -60,7 +60,7 @@ class InboundConsumer:
         if not partitions:
             return False
         mine = {tp.partition for tp in self.consumer.assignment() if tp.topic == self.settings.topic}
-        return partitions[(murmur2(complaint_id.encode()) & 0x7FFFFFFF) % len(partitions)] in mine
+        return partitions[key_slot(complaint_id.encode(), len(partitions))] in mine
 
     def seek_to_stored(self, partitions: Any) -> None:
         for tp in partitions:

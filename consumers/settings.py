@@ -7,6 +7,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from consumers.partitioning import CachedKeyPartitioner
+
 
 def _int(name: str, default: int) -> int:
     value = os.environ.get(name)
@@ -59,4 +61,4 @@ class KafkaSettings:
         # Senders flush after each batch of messages: a long linger costs no latency, and lets
         # every message join a shared record batch instead of waking the sender thread for each.
         return {"bootstrap_servers": self.bootstrap, "acks": "all", "linger_ms": 1000, "batch_size": 512 * 1024,
-                **self.client_options}
+                "partitioner": CachedKeyPartitioner(), **self.client_options}

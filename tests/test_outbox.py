@@ -68,3 +68,28 @@ def test_the_relay_publishes_what_this_process_just_saved_without_reading_it_bac
     platform.app.recorder.select_notifications = None  # reading the log would fail
     assert relay.publish_pending(recorded=recorded) == 1
     assert platform.app.recorder.max_tracking_id(RELAY) == 1
+
+
+def test_keyed_messages_go_where_kafkas_default_partitioner_puts_them():
+    """Consumers find a complaint's events on the partition murmur2 of its id picks (Kafka's Java
+    client, kafka-python): the cached partitioner must agree with kafka-python's own."""
+    from kafka.partitioner.default import DefaultPartitioner
+
+    from consumers.partitioning import CachedKeyPartitioner
+
+    class Cluster:
+        def topics(self):
+            return {"t"}
+
+        def partitions_for_topic(self, topic):
+            return {3, 0, 2, 1, 5, 4}
+
+        def available_partitions_for_topic(self, topic):
+            return {0, 1, 2, 3, 4, 5}
+
+    ours, theirs = CachedKeyPartitioner(), DefaultPartitioner()
+    for n in range(500):
+        key = f"C-2026-{n:06d}".encode()
+        for _ in range(2):  # computed, then cached
+            assert ours.partition("t", key, key, b"", b"", Cluster()) == theirs.partition("t", key, key, b"", b"", Cluster())
+    assert ours.partition("t", None, None, b"", b"", Cluster()) in range(6)

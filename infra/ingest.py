@@ -7,6 +7,7 @@ and the index changes are saved together or not at all, so a crash never half-ap
 from __future__ import annotations
 
 import heapq
+from collections import OrderedDict
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from collections.abc import Callable
@@ -26,6 +27,7 @@ from infra.privacy import Keyring, key_id_of, new_key, seal, seal_data, sealed_f
 from infra.store import IndexChanges, RecoveryApplication
 
 ACCEPTED, DUPLICATE, REJECTED = "accepted", "duplicate", "rejected"
+SEALING_KEYS_KEPT = 50_000  # customer keys kept between batches (more than the complaints cached)
 
 
 @dataclass(frozen=True)
@@ -142,7 +144,7 @@ class IngestService:
         # complaints in its own partitions: one writer per complaint keeps cached aggregates fresh.
         self.owns: Callable[[str], bool] = lambda complaint_id: True
         self.keyring = Keyring(app)
-        self._sealing_keys: dict[str, bytes] = {}
+        self._sealing_keys: OrderedDict[str, bytes] = OrderedDict()  # the most recently used
         self.recorded: list[Recording] = []  # saved since the read model last took them
         default = policy.file_lateness_seconds if watcher == "event" else policy.live_lateness_seconds
         self.lateness = timedelta(seconds=default if lateness_seconds is None else lateness_seconds)
@@ -152,16 +154,19 @@ class IngestService:
         seals text that nobody can read any more, which is what erasure asks); None when it is
         not stored (erased: the text is not kept)."""
         key = self._sealing_keys.get(key_id)
-        if key is None:
+        if key is not None:
+            self._sealing_keys.move_to_end(key_id)
+        else:
             key = self.keyring.by_id([key_id]).get(key_id)
             if key is not None:
                 self._remember_key(key_id, key)
         return key
 
     def _remember_key(self, key_id: str, key: bytes) -> None:
-        if len(self._sealing_keys) > 200_000:
-            self._sealing_keys.clear()
         self._sealing_keys[key_id] = key
+        self._sealing_keys.move_to_end(key_id)
+        if len(self._sealing_keys) > SEALING_KEYS_KEPT:
+            self._sealing_keys.popitem(last=False)
 
     def take_recorded(self) -> list[Recording]:
         """What this service has saved since the last call, in log order (for the read model)."""

@@ -117,3 +117,23 @@ def test_text_sent_in_the_same_batch_as_its_complaint_is_kept(store, capsys, tmp
     n1 = json.loads(run(capsys, "history", "N1", "--format", "json"))
     assert [e["data"].get("summary") for e in n1["events"]] == ["first words", "second words"]
     assert json.loads(run(capsys, "history", "N2", "--format", "json"))["customer_id"] == "cust-N"
+
+
+def test_a_follow_up_is_sealed_with_its_customers_key_after_the_key_left_the_cache(store_url, monkeypatch, capsys):
+    """The service keeps the most recently used customer keys; an older one is read back from the
+    store, never replaced or skipped."""
+    from feed import Feed
+
+    from infra import ingest
+
+    monkeypatch.setattr(ingest, "SEALING_KEYS_KEPT", 1)
+    monkeypatch.setenv("RECOVERY_DATABASE_URL", store_url)
+    f = Feed()
+    f.received("C1", "2026-11-02T09:00:00+08:00", customer="cust-A")
+    f.received("C2", "2026-11-02T09:10:00+08:00", customer="cust-B")  # cust-A's key leaves the cache
+    f.envelope("responded", "C1", "2026-11-02T10:00:00+08:00", {"channel": "call", "summary": SECRET})
+    with Platform(store_url) as platform:
+        platform.ingest_lines(f.lines[:2])
+        platform.ingest_lines(f.lines[2:])
+    assert SECRET not in raw_tables(store_url) and len(keys(store_url)) == 2
+    assert json.loads(run(capsys, "history", "C1", "--format", "json"))["events"][-1]["data"]["summary"] == SECRET

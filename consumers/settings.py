@@ -8,14 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from consumers.partitioning import CachedKeyPartitioner
-
-
-def _int(name: str, default: int) -> int:
-    value = os.environ.get(name)
-    try:
-        return int(value) if value else default
-    except ValueError:
-        raise ValueError(f"{name} must be a whole number, got {value!r}") from None
+from infra.config import env_int as _int
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from eventsourcing.application import Recording
 from eventsourcing.persistence import PersistenceError
 
 from domain.policy import Policy, load_policy
+from infra.config import cached_complaints
 from infra.ingest import Outcome, IngestService
 from infra.store import RecoveryApplication, database_url, sqlite_path
 from projections.kpi import KpiViewMixin
@@ -38,10 +39,12 @@ class Platform:
         self.read_only = (os.environ.get("RECOVERY_READ_ONLY", "").lower() in ("1", "yes", "true")
                           if read_only is None else read_only)
         self.policy = policy or load_policy(os.environ.get("RECOVERY_POLICY_FILE") or None)
+        cached = cached_complaints()
         for attempt in range(1, 6):
             try:
-                self.app = RecoveryApplication(self.url, read_only=self.read_only)
-                self.view: KpiViewMixin = open_view(self.app, self.policy, read_only=self.read_only)
+                self.app = RecoveryApplication(self.url, cache_size=cached, read_only=self.read_only)
+                self.view: KpiViewMixin = open_view(self.app, self.policy, read_only=self.read_only,
+                                                    cached_complaints=cached)
                 break
             except (PersistenceError, psycopg.errors.InternalError):
                 # Schema creation at start-up can collide with another process: two creators race

@@ -120,7 +120,7 @@ class KpiViewMixin:
     dialect: Dialect
     datastore: Any
     policy: Policy
-    _facts_cache: FactsCache | None = None
+    facts_cache: FactsCache | None = None
 
     def process(self, items: Sequence[tuple[Any, Tracking]], after: int | None = None) -> None:
         """Apply a batch of recorded events and its last tracking record in one transaction.
@@ -130,9 +130,9 @@ class KpiViewMixin:
         earlier already applied; so view writers are serialised and the start is checked."""
         if not items:
             return
-        if self._facts_cache is None:
-            self._facts_cache = FactsCache()
-        cache = self._facts_cache
+        if self.facts_cache is None:
+            self.facts_cache = FactsCache()
+        cache = self.facts_cache
         try:
             with self.datastore.transaction(commit=True) as c:
                 if after is not None:

@@ -13,6 +13,7 @@ from eventsourcing.application import Recording
 from eventsourcing.persistence import IntegrityError, Tracking
 
 from domain.policy import Policy
+from projections.batchfacts import FactsCache
 from infra.store import RecoveryApplication, following
 from projections.kpi import (
     POSTGRES_VACUUM,
@@ -26,14 +27,17 @@ from projections.kpi import (
 )
 
 
-def open_view(app: RecoveryApplication, policy: Policy, read_only: bool = False) -> KpiViewMixin:
+def open_view(app: RecoveryApplication, policy: Policy, read_only: bool = False,
+              cached_complaints: int = 20_000) -> KpiViewMixin:
     """The KPI view in the application's own database (created on first use; rebuilt from the
-    event log when it was made by a release with other tables or counters)."""
+    event log when it was made by a release with other tables or counters), keeping the facts of
+    up to `cached_complaints` complaints between batches."""
     if app.dialect.postgres:
         view: KpiViewMixin = PostgresKpiView(app.datastore, tracking_table_name="kpi_tracking")
     else:
         view = SQLiteKpiView(app.datastore)
     view.policy = policy
+    view.facts_cache = FactsCache(cached_complaints)
     if not read_only:
         view.create_table()  # type: ignore[attr-defined]
         reset_view(app, view)

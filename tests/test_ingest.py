@@ -218,6 +218,24 @@ def test_results_do_not_depend_on_batch_size(tmp_path, policy):
     assert reports[0] == reports[1] == reports[2]
 
 
+def test_results_do_not_depend_on_how_many_complaints_are_cached(store_url, policy, tmp_path, monkeypatch):
+    """A cache smaller than the complaints in flight reloads them from the store: slower, same."""
+    from infra.demo import generate
+
+    lines = generate(seed=13, complaints=200)
+    monkeypatch.setenv("RECOVERY_CACHED_COMPLAINTS", "1")
+    with Platform(store_url, policy) as tiny:
+        tiny.ingest_lines(lines, batch_size=50)
+        cached_one = report(tiny, by="unit")
+    monkeypatch.delenv("RECOVERY_CACHED_COMPLAINTS")
+    with Platform(f"sqlite:///{tmp_path / 'default.db'}", policy) as default:
+        default.ingest_lines(lines, batch_size=50)
+        assert report(default, by="unit") == cached_one
+    monkeypatch.setenv("RECOVERY_CACHED_COMPLAINTS", "many")
+    with pytest.raises(ValueError, match="RECOVERY_CACHED_COMPLAINTS must be a whole number"):
+        Platform(store_url, policy)
+
+
 def test_a_catch_up_that_read_a_stale_position_is_refused_not_applied_twice(platform):
     """Two processes catching up at once both read position 0; the slower must not re-apply."""
     from eventsourcing.persistence import IntegrityError, Tracking

@@ -13,8 +13,8 @@ from eventsourcing.application import Recording
 from eventsourcing.persistence import IntegrityError, Tracking
 
 from domain.policy import Policy
-from projections.batchfacts import FactsCache
 from infra.store import RecoveryApplication, following
+from projections.batchfacts import FactsCache
 from projections.kpi import (
     POSTGRES_VACUUM,
     SCHEMA_VERSION,

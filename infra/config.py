@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+CACHED_COMPLAINTS = 20_000  # the default of RECOVERY_CACHED_COMPLAINTS
+
 
 def env_int(name: str, default: int, minimum: int | None = None) -> int:
     value = os.environ.get(name)
@@ -20,4 +22,4 @@ def cached_complaints() -> int:
     """RECOVERY_CACHED_COMPLAINTS: how many complaints' aggregates, and separately their read-model
     facts, a process keeps in memory between batches. More than the complaints in flight at once
     saves reloading them; memory grows with it (a few KB each)."""
-    return env_int("RECOVERY_CACHED_COMPLAINTS", 20_000, minimum=1)
+    return env_int("RECOVERY_CACHED_COMPLAINTS", CACHED_COMPLAINTS, minimum=1)

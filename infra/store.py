@@ -25,6 +25,7 @@ from eventsourcing.utils import get_topic
 from psycopg.sql import SQL, Identifier
 
 from infra.chain import CHAIN_TABLES, record_chain
+from infra.config import CACHED_COMPLAINTS
 from infra.privacy import KEY_TABLES
 from infra.sql import POSTGRES, SQLITE, Dialect
 
@@ -232,7 +233,7 @@ class RecoveryApplication(Application[UUID]):
 
     name = "recovery"
 
-    def __init__(self, url: str | None = None, cache_size: int = 20_000, read_only: bool = False):
+    def __init__(self, url: str | None = None, cache_size: int = CACHED_COMPLAINTS, read_only: bool = False):
         env = database_env(url or database_url())
         env["AGGREGATE_CACHE_MAXSIZE"] = str(cache_size)
         if read_only:  # an auditor's login may create nothing

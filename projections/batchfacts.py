@@ -8,6 +8,7 @@ from collections import OrderedDict, defaultdict
 from collections.abc import Iterable
 from typing import Any
 
+from infra.config import CACHED_COMPLAINTS
 from infra.sql import Dialect
 from projections.facts import FACT_FIELDS, Facts, fact_values
 
@@ -19,7 +20,7 @@ class FactsCache:
     position it matches, and a batch read from another position empties it, as does a batch that
     failed (its changes were rolled back)."""
 
-    def __init__(self, size: int = 20_000):
+    def __init__(self, size: int = CACHED_COMPLAINTS):
         self.size, self.position = size, -1
         self.entries: OrderedDict[str, tuple[Facts, list[int] | None]] = OrderedDict()
 

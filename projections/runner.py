@@ -13,6 +13,7 @@ from eventsourcing.application import Recording
 from eventsourcing.persistence import IntegrityError, Tracking
 
 from domain.policy import Policy
+from infra.config import CACHED_COMPLAINTS
 from infra.store import RecoveryApplication, following
 from projections.batchfacts import FactsCache
 from projections.kpi import (
@@ -28,7 +29,7 @@ from projections.kpi import (
 
 
 def open_view(app: RecoveryApplication, policy: Policy, read_only: bool = False,
-              cached_complaints: int = 20_000) -> KpiViewMixin:
+              cached_complaints: int = CACHED_COMPLAINTS) -> KpiViewMixin:
     """The KPI view in the application's own database (created on first use; rebuilt from the
     event log when it was made by a release with other tables or counters), keeping the facts of
     up to `cached_complaints` complaints between batches."""

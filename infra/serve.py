@@ -1,5 +1,6 @@
 """`recovery serve`: the long-running service. One loop: a Kafka batch in (one transaction), the
-read model caught up, the outbox relayed, the wall-clock deadline watcher ticked. SIGTERM/SIGINT
+wall-clock deadline watcher ticked; beside the next batch, the read model caught up and the outbox
+relayed. SIGTERM/SIGINT
 finish the batch in hand and stop; SIGKILL loses nothing, because every batch commits whole with
 its Kafka positions."""
 
@@ -8,6 +9,7 @@ from __future__ import annotations
 import logging
 import signal
 import time
+from functools import partial
 from typing import Any
 
 from kafka import KafkaProducer
@@ -68,25 +70,30 @@ def serve(settings: KafkaSettings | None = None, tick_seconds: float = 5.0) -> i
     metrics = _start_metrics(platform, lag)
     last_tick, last_claim = 0.0, 0.0
     log.info('{"event": "started", "topic": "%s", "group": "%s"}', settings.topic, settings.group)
+
+    def follow(recorded: list[Any]) -> None:
+        """After a batch: the read model caught up, the outbox relayed (by the leader)."""
+        platform.catch_up(recorded)
+        if leadership.held:
+            relay.publish_pending(recorded=recorded)
+            while relay.publish_pending() and not stopping["flag"]:
+                pass
+
     try:
-        while not stopping["flag"]:
-            counts = consumer.step()
-            lag.update(consumer.consumer)
-            now = time.monotonic()
-            if settings.watcher == "wall" and now - last_tick >= tick_seconds:
-                platform.service.tick()
-                last_tick = now
-            recorded = platform.service.take_recorded()  # for the read model and the relay alike
-            platform.catch_up(recorded)
-            if not leadership.held and now - last_claim >= tick_seconds:
-                leadership.acquire()
-                last_claim = now
-            if leadership.held:
-                relay.publish_pending(recorded=recorded)
-                while relay.publish_pending() and not stopping["flag"]:
-                    pass
-            if not counts:
-                time.sleep(0.01)
+        with platform.beside() as beside:  # a batch's follow-up runs while the next is ingested
+            while not stopping["flag"]:
+                counts = consumer.step()
+                lag.update(consumer.consumer)
+                now = time.monotonic()
+                if settings.watcher == "wall" and now - last_tick >= tick_seconds:
+                    platform.service.tick()
+                    last_tick = now
+                if not leadership.held and now - last_claim >= tick_seconds:
+                    leadership.acquire()
+                    last_claim = now
+                beside(partial(follow, platform.service.take_recorded()))  # for the read model and the relay alike
+                if not counts:
+                    time.sleep(0.01)
     finally:
         if metrics:
             metrics.stop()

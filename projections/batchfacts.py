@@ -14,7 +14,7 @@ from projections.facts import FACT_FIELDS, Facts, fact_values
 
 
 class FactsCache:
-    """Facts of recently touched complaints, and their counter vectors, kept between batches so the
+    """Facts of recently touched complaints, and their counts (kpi.counts), kept between batches so the
     next batch need not read or recount them: at most `size` (least recently used dropped first),
     so memory stays flat. Valid only while nobody else wrote the read model: it records the
     position it matches, and a batch read from another position empties it, as does a batch that
@@ -22,7 +22,7 @@ class FactsCache:
 
     def __init__(self, size: int = CACHED_COMPLAINTS):
         self.size, self.position = size, -1
-        self.entries: OrderedDict[str, tuple[Facts, list[int] | None]] = OrderedDict()
+        self.entries: OrderedDict[str, tuple[Facts, dict[str, int] | None]] = OrderedDict()
 
     def valid_at(self, position: int | None) -> bool:
         if position is None or position != self.position:
@@ -30,7 +30,7 @@ class FactsCache:
             return False
         return True
 
-    def get(self, uuid: str) -> tuple[Facts, list[int] | None] | None:
+    def get(self, uuid: str) -> tuple[Facts, dict[str, int] | None] | None:
         entry = self.entries.get(uuid)
         if entry is not None:
             self.entries.move_to_end(uuid)
@@ -39,7 +39,7 @@ class FactsCache:
     def keep(self, batch: BatchFacts, position: int) -> None:
         for uuid, f in batch.facts.items():
             if f is not None:
-                self.entries[uuid] = (f, batch.vectors.get(uuid))
+                self.entries[uuid] = (f, batch.counts.get(uuid))
                 self.entries.move_to_end(uuid)
         while len(self.entries) > self.size:
             self.entries.popitem(last=False)
@@ -61,7 +61,7 @@ class BatchFacts:
         self.dialect, self.cursor, self.cache = dialect, cursor, cache
         self.facts: dict[str, Facts | None] = {}
         self.loaded: dict[str, tuple] = {}  # fact_values() as read: to write back only what changed
-        self.vectors: dict[str, list[int]] = {}  # counter vectors, where known (cached, or written)
+        self.counts: dict[str, dict[str, int]] = {}  # counter contributions, where known (cached, or written)
         self.covered: list[tuple[int, int]] = []  # received_at ranges loaded whole
         self.by_cause: dict[tuple[str, str], list[Facts]] = defaultdict(list)  # (category, region), by received_at
         self.by_repeat_of: dict[str, list[Facts]] = defaultdict(list)
@@ -77,7 +77,7 @@ class BatchFacts:
             else:
                 self._remember(cached[0])
                 if cached[1] is not None:
-                    self.vectors[u] = cached[1]
+                    self.counts[u] = cached[1]
         for row in self.dialect.rows_in(self.cursor, "SELECT * FROM kpi_complaints", "uuid", missing):
             self._remember(Facts(**{k: row[k] for k in FACT_FIELDS}))
         for u in missing:

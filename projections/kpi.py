@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from operator import add, attrgetter, sub
+from operator import attrgetter
 from typing import Any
 
 from eventsourcing.persistence import IntegrityError, Tracking
@@ -98,22 +98,36 @@ def _spans(moments: list[int], gap: int) -> list[tuple[int, int]]:
     return spans
 
 
-_COUNTER_INDEX = {k: i for i, k in enumerate(COUNTERS)}
 _cohort = attrgetter("day", *DIMENSIONS)
 _TIER, _REGION = 1 + DIMENSIONS.index("tier"), 1 + DIMENSIONS.index("region")
 
 
-def counter_vector(f: Facts) -> list[int]:
-    """contributions(f) as a list in COUNTERS order, so deltas and sums are element-wise."""
-    vector = [0] * len(COUNTERS)
-    for k, n in contributions(f).items():
-        vector[_COUNTER_INDEX[k]] = n
-    return vector
+def counts(f: Facts) -> dict[str, int]:
+    """contributions(f) without its zeros: an event changes few counters, so deltas and sums
+    stay a handful of entries instead of every counter."""
+    return {k: n for k, n in contributions(f).items() if n}
 
 
-def _add(sums: dict[Any, list[int]], key: Any, vector: list[int]) -> None:
+def _difference(after: dict[str, int], before: dict[str, int] | None) -> dict[str, int]:
+    if before is None:
+        return after
+    delta = after.copy()
+    for k, n in before.items():
+        delta[k] = delta.get(k, 0) - n
+    return {k: n for k, n in delta.items() if n}
+
+
+def _add(sums: dict[Any, dict[str, int]], key: Any, delta: dict[str, int]) -> None:
     found = sums.get(key)
-    sums[key] = vector if found is None else list(map(add, found, vector))
+    if found is None:
+        sums[key] = delta.copy()
+        return
+    for k, n in delta.items():
+        found[k] = found.get(k, 0) + n
+
+
+def _rows(sums: dict[tuple[str, ...], dict[str, int]]) -> list[list[Any]]:
+    return [[*key, *(found.get(c, 0) for c in COUNTERS)] for key, found in sums.items()]
 
 
 class KpiViewMixin:
@@ -187,7 +201,7 @@ class KpiViewMixin:
         return batch
 
     def _write_facts(self, c: Any, batch: BatchFacts) -> None:
-        cohorts: dict[tuple[str, ...], list[int]] = {}  # counter deltas per (day, *DIMENSIONS)
+        cohorts: dict[tuple[str, ...], dict[str, int]] = {}  # counter deltas per (day, *DIMENSIONS)
         changed = []
         for uuid, f in batch.facts.items():
             if f is None:
@@ -196,13 +210,13 @@ class KpiViewMixin:
             if values == loaded:
                 continue
             changed.append(values)
-            before = batch.vectors.get(uuid) or (counter_vector(Facts(*loaded)) if loaded else None)
-            after = batch.vectors[uuid] = counter_vector(f)
-            delta = after if before is None else list(map(sub, after, before))
-            if any(delta):
+            before = batch.counts.get(uuid) or (counts(Facts(*loaded)) if loaded else None)
+            after = batch.counts[uuid] = counts(f)
+            delta = _difference(after, before)
+            if delta:
                 _add(cohorts, _cohort(f), delta)
-        daily: dict[tuple[str, str, str], list[int]] = {}
-        totals: dict[tuple[str, str], list[int]] = {}
+        daily: dict[tuple[str, str, str], dict[str, int]] = {}
+        totals: dict[tuple[str, str], dict[str, int]] = {}
         for cohort, delta in cohorts.items():
             day = cohort[0]
             _add(daily, (day, "all", ""), delta)
@@ -215,10 +229,10 @@ class KpiViewMixin:
             copy=True)
         self.dialect.insert(
             c, "kpi_daily", ("day", "dim", "key", *COUNTERS), ("text",) * 3 + ("bigint",) * len(COUNTERS),
-            [[*k, *v] for k, v in daily.items()], _adding("kpi_daily", ("dim", "key", "day"), COUNTERS), copy=True)
+            _rows(daily), _adding("kpi_daily", ("dim", "key", "day"), COUNTERS), copy=True)
         self.dialect.insert(
             c, "kpi_totals", ("tier", "region", *COUNTERS), ("text",) * 2 + ("bigint",) * len(COUNTERS),
-            [[*k, *v] for k, v in totals.items()], _adding("kpi_totals", ("tier", "region"), COUNTERS))
+            _rows(totals), _adding("kpi_totals", ("tier", "region"), COUNTERS))
 
     def _write_penalties(self, c: Any, penalties: list[Penalty]) -> None:
         """Once per complaint, trigger and role; unrecorded points stop at the monthly cap (扣完为止)."""

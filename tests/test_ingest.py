@@ -310,6 +310,38 @@ def test_a_failed_read_model_batch_leaves_no_changed_facts_in_its_cache(platform
     assert (totals["resolved"], totals["on_time"], totals["open"]) == (1, 1, 1)
 
 
+def test_a_read_model_failure_stops_the_ingest_and_loses_nothing(store_url, policy, tmp_path):
+    """On PostgreSQL the read model applies a batch while the next is ingested: its failure stops
+    the ingest one batch later. Every batch recorded has had its outcomes reported, and a later
+    catch-up applies them all: the same results as an ingest that never failed."""
+    from infra.demo import generate
+    from projections.kpi import KpiViewMixin
+
+    lines = generate(seed=17, complaints=80)
+    calls, reported = [], []
+
+    def fails_on_the_second_batch(view, items, after=None):
+        calls.append(len(items))
+        if len(calls) == 2:
+            raise RuntimeError("disk full")
+        return KpiViewMixin.process(view, items, after)
+
+    with Platform(store_url, policy) as p, mock.patch.object(type(p.view), "process", fails_on_the_second_batch):
+        with pytest.raises(RuntimeError, match="disk full"):
+            p.ingest_lines(lines, batch_size=50, on_batch=reported.extend)
+    assert 100 <= len(reported) <= 150 < len(lines)
+    with Platform(store_url, policy) as p:
+        p.catch_up()
+        with p.app.datastore.transaction(commit=False) as c:
+            applied = p.app.dialect.rows(c, "SELECT SUM(n) AS n FROM kpi_ingest")[0]["n"]
+        assert applied == len(reported)
+        p.ingest_lines(lines[len(reported):], batch_size=50)
+        resumed = report(p, by="unit")
+    with Platform(f"sqlite:///{tmp_path / 'whole.db'}", policy) as whole:
+        whole.ingest_lines(lines, batch_size=50)
+        assert report(whole, by="unit") == resumed
+
+
 @pytest.mark.postgres
 def test_the_tables_every_batch_rewrites_are_vacuumed_without_error(postgres_url, policy, caplog):
     """Where autovacuum is off or behind, their dead row versions would slow every batch."""

@@ -110,7 +110,10 @@ def catch_up(app: RecoveryApplication, view: KpiViewMixin, batch_size: int = 200
                          after=last)
         except IntegrityError:
             # Another process applied (some of) these first: its transaction won, ours rolled
-            # back whole. Re-read the position and go on from there.
+            # back whole. Go on from its position. If nobody moved it, the conflict is not a
+            # race but a fault of this batch: retrying would fail the same way for ever.
+            if (view.max_tracking_id(app.name) or 0) == last:  # type: ignore[attr-defined]
+                raise
             continue
         done += len(notifications)
         if progress:

@@ -296,6 +296,26 @@ def test_a_failed_batch_leaves_no_changed_aggregate_in_the_cache(platform):
     assert results(platform.ingest_lines(f.lines[1:])) == [("accepted", None)]
 
 
+def test_a_read_model_conflict_nobody_else_caused_is_raised_not_retried_for_ever(platform):
+    """A conflict with another writer is retried from its position; one that recurs with the
+    position unmoved is a fault of the batch itself, and catch-up must say so."""
+    from eventsourcing.persistence import IntegrityError
+
+    f = Feed()
+    f.received("C1", "2026-11-02T09:00:00+08:00")
+    platform.service.ingest(f.lines)
+    attempts = []
+
+    def conflicts(*args):
+        attempts.append(1)
+        raise IntegrityError("duplicate key") if len(attempts) < 5 else RuntimeError("retried for ever")
+
+    with mock.patch.object(type(platform.view), "_write_penalties", side_effect=conflicts):
+        with pytest.raises(IntegrityError):
+            platform.catch_up()
+    assert report(platform)["totals"]["received"] == 1
+
+
 def test_a_failed_read_model_batch_leaves_no_changed_facts_in_its_cache(platform):
     """The read model keeps facts between batches and changes them in place: a batch that rolled
     back must not leave them changed, or applying it again would find nothing to write."""

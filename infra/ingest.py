@@ -40,6 +40,13 @@ class Outcome:
     type: str | None = None
 
 
+def _detached(refusal: Rejected) -> Rejected:
+    """The refusal without its traceback or the error it replaced: their frames lead back to the
+    batch, a reference cycle that would keep the batch in memory until a full garbage collection."""
+    refusal.__context__ = refusal.__cause__ = None
+    return refusal.with_traceback(None)
+
+
 class _Batch:
     """What one batch has loaded and changed, before it is saved."""
 
@@ -199,7 +206,7 @@ class IngestService:
             try:
                 parsed.append(parse_line(line))
             except Rejected as refusal:
-                parsed.append(refusal)
+                parsed.append(_detached(refusal))
         envelopes = [p for p in parsed if isinstance(p, Envelope)]
         already = self.app.index.seen_event_ids([e.event_id for e in envelopes])
         batch.prefetch(envelopes, self.policy.repeat_window_days)

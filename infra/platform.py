@@ -19,6 +19,7 @@ from eventsourcing.persistence import PersistenceError
 from domain.policy import Policy, load_policy
 from infra.config import cached_complaints
 from infra.ingest import Outcome, IngestService
+from infra.memory import collect_all, collect_rarely
 from infra.store import RecoveryApplication, database_url, sqlite_path
 from projections.kpi import KpiViewMixin
 from projections.runner import catch_up, open_view, rebuild
@@ -29,7 +30,7 @@ from projections.runner import catch_up, open_view, rebuild
 HOT_TABLES = ("recovery_open_deadlines", "recovery_watcher", "notification_tracking", "kpi_tracking",
               "kpi_daily", "kpi_totals", "kpi_penalty_daily", "kpi_penalty_totals", "kpi_ingest", "kpi_complaints",
               "recovery_inbound", "recovery_chain", "recovery_customer_issues")
-VACUUM_EVERY_SECONDS = 60.0
+HOUSEKEEPING_EVERY_SECONDS = 60.0
 log = logging.getLogger("recovery.platform")
 
 
@@ -42,6 +43,7 @@ class Platform:
         self.read_only = (os.environ.get("RECOVERY_READ_ONLY", "").lower() in ("1", "yes", "true")
                           if read_only is None else read_only)
         self.policy = policy or load_policy(os.environ.get("RECOVERY_POLICY_FILE") or None)
+        collect_rarely()  # every command's process opens one Platform, and keeps complaints cached
         cached = cached_complaints()
         for attempt in range(1, 6):
             try:
@@ -58,7 +60,7 @@ class Platform:
                     raise
                 time.sleep(0.2 * attempt)
         self.service = IngestService(self.app, self.policy, watcher=watcher)
-        self._vacuumed = time.monotonic()
+        self._housekept = time.monotonic()
 
     def dead_letter_path(self) -> Path:
         """Beside the SQLite file; in the working directory for PostgreSQL."""
@@ -130,15 +132,21 @@ class Platform:
         if recorded is None:
             recorded = self.service.take_recorded()
         done = catch_up(self.app, self.view, recorded=recorded)
-        self._vacuum_when_due()
+        self._housekeeping_when_due()
         return done
 
     def rebuild(self, progress: Callable[[int], None] | None = None) -> int:
         """Drop the read model and apply the whole log again; returns how many events were applied."""
-        return rebuild(self.app, self.view, progress=progress, after_batch=self._vacuum_when_due)
+        return rebuild(self.app, self.view, progress=progress, after_batch=self._housekeeping_when_due)
 
-    def _vacuum_when_due(self) -> None:
-        if self.app.dialect.postgres and time.monotonic() - self._vacuumed >= VACUUM_EVERY_SECONDS:
+    def _housekeeping_when_due(self) -> None:
+        """Once a minute: a full garbage collection (infra/memory.py) and, on PostgreSQL, a vacuum
+        of the tables every batch rewrites."""
+        if time.monotonic() - self._housekept < HOUSEKEEPING_EVERY_SECONDS:
+            return
+        self._housekept = time.monotonic()
+        collect_all()
+        if self.app.dialect.postgres:
             self.vacuum_hot_tables()
 
     def vacuum_hot_tables(self) -> None:
@@ -149,7 +157,6 @@ class Platform:
         (the counter tables are set to be vacuumed often); this does it also where autovacuum is
         off or falls behind (as on the test server here). Skips a table another session holds
         locked; a failure is logged, never raised."""
-        self._vacuumed = time.monotonic()
         try:
             with self.app.datastore.get_connection() as conn:
                 conn.execute(f"VACUUM (SKIP_LOCKED) {', '.join(HOT_TABLES)}")

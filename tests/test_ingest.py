@@ -362,12 +362,52 @@ def test_a_read_model_failure_stops_the_ingest_and_loses_nothing(store_url, poli
         assert report(whole, by="unit") == resumed
 
 
+def test_a_batch_with_refusals_leaves_no_reference_cycles(platform):
+    """A refusal kept with its traceback held the batch's frames, and through them the whole batch:
+    freed only by a full garbage collection, which the service runs once a minute."""
+    import gc
+
+    f = Feed()
+    f.received("C1", "2026-11-02T09:00:00+08:00")
+    f.raw("{not json")
+    f.raw('{"event_id": "x", "type": "complaint.received", "complaint_id": "C2", "occurred_at": "2026-11-02T09:00:00+08:00", "data": {}}')
+    f.resolved("C9", "2026-11-02T10:00:00+08:00")  # never received
+    platform.ingest_lines(f.lines[:1])
+    gc.collect()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        outcomes = platform.ingest_lines(f.lines[1:])
+        gc.collect()
+        cyclic = [type(o).__qualname__ for o in gc.garbage]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+    assert [o.reason for o in outcomes] == ["invalid_event", "invalid_event", "unknown_complaint"]
+    assert cyclic == []
+
+
+def test_housekeeping_collects_garbage_once_a_minute_and_young_collections_are_rarer(sqlite_url, policy):
+    import gc
+
+    from infra import platform as platform_module
+    from infra.memory import YOUNG_COLLECTION_ALLOCATIONS
+
+    with mock.patch.object(platform_module, "collect_all") as collect:
+        with Platform(sqlite_url, policy) as p:
+            assert gc.get_threshold()[0] == YOUNG_COLLECTION_ALLOCATIONS
+            p.catch_up()
+            assert not collect.called
+            with mock.patch.object(platform_module, "HOUSEKEEPING_EVERY_SECONDS", 0):
+                p.catch_up()
+            assert collect.called
+
+
 @pytest.mark.postgres
 def test_the_tables_every_batch_rewrites_are_vacuumed_without_error(postgres_url, policy, caplog):
     """Where autovacuum is off or behind, their dead row versions would slow every batch."""
     from infra import platform as platform_module
 
-    with Platform(postgres_url, policy) as p, mock.patch.object(platform_module, "VACUUM_EVERY_SECONDS", 0):
+    with Platform(postgres_url, policy) as p, mock.patch.object(platform_module, "HOUSEKEEPING_EVERY_SECONDS", 0):
         f = Feed()
         f.received("C1", "2026-11-02T09:00:00+08:00")
         f.resolved("C1", "2026-11-02T10:00:00+08:00")

@@ -21,8 +21,8 @@ test: install
 	$(BIN)/python -m pytest -q
 
 # Benchmarks (PostgreSQL and the test broker, as for `make test`); results in bench/results/*.json
-# and docs/benchmarks.md. With SCRAPE_COMPLAINTS=10000,200000 the rest at the issue's sizes took 39
-# minutes on 2 cores; the 1,000,000-complaint store for report and scrape adds well over an hour
+# and docs/benchmarks.md. At the issue's sizes (the defaults) it took 55 minutes on 2 cores, 36 of
+# them building the 1,000,000-complaint store for report and scrape; slower machines take longer
 # (docs/benchmarks.md). For a quick look:
 #   make bench BENCH_EVENTS=20000 REBUILD_EVENTS=20000 KAFKA_EVENTS=20000 SCRAPE_COMPLAINTS=1000,10000
 BENCH_EVENTS ?= 100000,1000000

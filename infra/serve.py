@@ -1,8 +1,7 @@
 """`recovery serve`: the long-running service. One loop: a Kafka batch in (one transaction), the
 wall-clock deadline watcher ticked; beside the next batch, the read model caught up and the outbox
-relayed. SIGTERM/SIGINT
-finish the batch in hand and stop; SIGKILL loses nothing, because every batch commits whole with
-its Kafka positions."""
+relayed. SIGTERM/SIGINT finish the batch in hand and stop; SIGKILL loses nothing, because every
+batch commits whole with its Kafka positions."""
 
 from __future__ import annotations
 
@@ -91,7 +90,7 @@ def serve(settings: KafkaSettings | None = None, tick_seconds: float = 5.0) -> i
                 if not leadership.held and now - last_claim >= tick_seconds:
                     leadership.acquire()
                     last_claim = now
-                beside(partial(follow, platform.service.take_recorded()))  # for the read model and the relay alike
+                beside(partial(follow, platform.service.take_recorded()))
                 if not counts:
                     time.sleep(0.01)
     finally:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,11 +18,13 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
 from consumers.settings import KafkaSettings
+from infra.memory import Recent
 from infra.privacy import Keyring, key_ids, unseal, unseal_data
 from infra.store import RecoveryApplication, following
 from projections.facts import SPEC_TYPE
 
 RELAY = "outbox"
+COMPLAINT_IDS_KEPT = 50_000  # the complaint ids of aggregates, for events that do not carry one
 log = logging.getLogger("recovery.outbox")
 _EXTRAS = ("deadline", "repeat_of", "upgraded", "upgrades", "quiet_hours_violation")
 
@@ -31,7 +32,7 @@ _EXTRAS = ("deadline", "repeat_of", "upgraded", "upgrades", "quiet_hours_violati
 class OutboxRelay:
     def __init__(self, app: RecoveryApplication, producer: KafkaProducer, settings: KafkaSettings):
         self.app, self.producer, self.settings = app, producer, settings
-        self._complaint_ids: OrderedDict[Any, str] = OrderedDict()
+        self._complaint_ids: Recent[Any, str] = Recent(COMPLAINT_IDS_KEPT)
         self.keyring = Keyring(app)
 
     def _complaint_id(self, originator_id: Any, event: Any) -> str:
@@ -40,9 +41,6 @@ class OutboxRelay:
         else:
             complaint_id = self._complaint_ids.get(originator_id) or self.app.repository.get(originator_id).complaint_id
         self._complaint_ids[originator_id] = complaint_id
-        self._complaint_ids.move_to_end(originator_id)
-        if len(self._complaint_ids) > 50_000:
-            self._complaint_ids.popitem(last=False)
         return complaint_id
 
     def publish_pending(self, limit: int = 1000, recorded: Sequence[Recording] = ()) -> int:

@@ -7,7 +7,6 @@ and the index changes are saved together or not at all, so a crash never half-ap
 from __future__ import annotations
 
 import heapq
-from collections import OrderedDict
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from collections.abc import Callable
@@ -23,6 +22,7 @@ from domain.envelope import Envelope, parse_line
 from domain.errors import ComplaintExists, Rejected, UnknownComplaint
 from domain.inbound import DeadLetter, DuplicateDelivery
 from domain.policy import Policy
+from infra.memory import Recent
 from infra.privacy import Keyring, key_id_of, new_key, seal, seal_data, sealed_fields
 from infra.store import IndexChanges, RecoveryApplication
 
@@ -151,7 +151,7 @@ class IngestService:
         # complaints in its own partitions: one writer per complaint keeps cached aggregates fresh.
         self.owns: Callable[[str], bool] = lambda complaint_id: True
         self.keyring = Keyring(app)
-        self._sealing_keys: OrderedDict[str, bytes] = OrderedDict()  # the most recently used
+        self._sealing_keys: Recent[str, bytes] = Recent(SEALING_KEYS_KEPT)
         self.recorded: list[Recording] = []  # saved since the read model last took them
         default = policy.file_lateness_seconds if watcher == "event" else policy.live_lateness_seconds
         self.lateness = timedelta(seconds=default if lateness_seconds is None else lateness_seconds)
@@ -161,19 +161,11 @@ class IngestService:
         seals text that nobody can read any more, which is what erasure asks); None when it is
         not stored (erased: the text is not kept)."""
         key = self._sealing_keys.get(key_id)
-        if key is not None:
-            self._sealing_keys.move_to_end(key_id)
-        else:
+        if key is None:
             key = self.keyring.by_id([key_id]).get(key_id)
             if key is not None:
-                self._remember_key(key_id, key)
+                self._sealing_keys[key_id] = key
         return key
-
-    def _remember_key(self, key_id: str, key: bytes) -> None:
-        self._sealing_keys[key_id] = key
-        self._sealing_keys.move_to_end(key_id)
-        if len(self._sealing_keys) > SEALING_KEYS_KEPT:
-            self._sealing_keys.popitem(last=False)
 
     def take_recorded(self) -> list[Recording]:
         """What this service has saved since the last call, in log order (for the read model)."""
@@ -257,7 +249,7 @@ class IngestService:
         self.recorded += self.app.save(*(c for c in batch.complaints.values() if c is not None and c.pending_events),
                                        *batch.others, index=batch.index)
         for key_id, key in batch.new_keys.items():
-            self._remember_key(key_id, key)
+            self._sealing_keys[key_id] = key
         return outcomes
 
     def _decide(self, batch: _Batch, env: Envelope) -> tuple[Complaint | None, str | None]:

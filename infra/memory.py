@@ -1,4 +1,5 @@
-"""The garbage collector, set for processes that keep large caches.
+"""Bounded memory: the garbage collector set for processes that keep large caches, and the
+least-recently-used map those caches are made of.
 
 CPython examines every object of its oldest generation whenever a quarter more objects have
 survived into it since the last full collection (and ten middle-generation collections have run).
@@ -13,7 +14,10 @@ minute, which bounds how long cyclic garbage can wait in the old generation.
 from __future__ import annotations
 
 import gc
+from collections import OrderedDict
+from typing import Generic, TypeVar
 
+K, V = TypeVar("K"), TypeVar("V")
 YOUNG_COLLECTION_ALLOCATIONS = 10_000
 
 
@@ -23,3 +27,30 @@ def collect_rarely() -> None:
 
 def collect_all() -> None:
     gc.collect()
+
+
+class Recent(Generic[K, V]):
+    """A map of at most `size` entries: setting or getting one makes it the most recent, and the
+    least recent is dropped when a new one would exceed the size."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self._entries: OrderedDict[K, V] = OrderedDict()
+
+    def get(self, key: K) -> V | None:
+        value = self._entries.get(key)
+        if value is not None:
+            self._entries.move_to_end(key)
+        return value
+
+    def __setitem__(self, key: K, value: V) -> None:
+        self._entries[key] = value
+        self._entries.move_to_end(key)
+        if len(self._entries) > self.size:
+            self._entries.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def clear(self) -> None:
+        self._entries.clear()

@@ -4,11 +4,12 @@ else in one query), indexed for the rules that look across complaints (repeats, 
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right, insort
-from collections import OrderedDict, defaultdict
+from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
 from infra.config import CACHED_COMPLAINTS
+from infra.memory import Recent
 from infra.sql import Dialect
 from projections.facts import FACT_FIELDS, Facts, fact_values
 
@@ -21,8 +22,8 @@ class FactsCache:
     failed (its changes were rolled back)."""
 
     def __init__(self, size: int = CACHED_COMPLAINTS):
-        self.size, self.position = size, -1
-        self.entries: OrderedDict[str, tuple[Facts, dict[str, int] | None]] = OrderedDict()
+        self.position = -1
+        self.entries: Recent[str, tuple[Facts, dict[str, int] | None]] = Recent(size)
 
     def valid_at(self, position: int | None) -> bool:
         if position is None or position != self.position:
@@ -31,18 +32,12 @@ class FactsCache:
         return True
 
     def get(self, uuid: str) -> tuple[Facts, dict[str, int] | None] | None:
-        entry = self.entries.get(uuid)
-        if entry is not None:
-            self.entries.move_to_end(uuid)
-        return entry
+        return self.entries.get(uuid)
 
     def keep(self, batch: BatchFacts, position: int) -> None:
         for uuid, f in batch.facts.items():
             if f is not None:
                 self.entries[uuid] = (f, batch.counts.get(uuid))
-                self.entries.move_to_end(uuid)
-        while len(self.entries) > self.size:
-            self.entries.popitem(last=False)
         self.position = position
 
     def forget(self) -> None:

@@ -414,3 +414,13 @@ def test_the_tables_every_batch_rewrites_are_vacuumed_without_error(postgres_url
         p.ingest_lines(f.lines)
         assert "vacuum_failed" not in caplog.text
         assert report(p)["totals"]["resolved"] == 1
+
+
+def test_a_bounded_cache_drops_the_least_recently_used_first():
+    from infra.memory import Recent
+
+    recent: Recent[str, int] = Recent(2)
+    recent["a"], recent["b"] = 1, 2
+    assert recent.get("a") == 1  # "b" is now the least recently used
+    recent["c"] = 3
+    assert (recent.get("a"), recent.get("b"), recent.get("c"), len(recent)) == (1, None, 3, 2)

@@ -80,14 +80,21 @@ class Dialect:
 
     def rows_in(self, cursor: Any, select: str, column: str, values: Sequence[Any],
                 tail: str = "", params: Sequence[Any] = ()) -> list[dict[str, Any]]:
-        """`select ... WHERE column IN (values) tail`: on PostgreSQL one statement with an array,
-        on SQLite in chunks that keep statements small."""
+        """`select ... WHERE column IN (values) tail`, each value once: on PostgreSQL one statement
+        with an array, on SQLite in chunks that keep statements small.
+
+        On PostgreSQL one index probe per value, whatever the planner believes: `column = ANY(array)`
+        of a batch's thousand values was planned as a scan of the whole table (a full scan costs
+        less than a thousand probes at the default random_page_cost), so every batch took longer
+        as history grew. OFFSET 0 keeps the per-value subquery from being turned into a join."""
         found: list[dict[str, Any]] = []
-        values = list(values)
+        values = list(dict.fromkeys(values))
         if self.postgres:
             if not values:
                 return found
-            cursor.execute(self.q(f"{select} WHERE {column} = ANY(%b){tail}"), (values, *params))
+            cursor.execute(self.q(f"SELECT found.* FROM unnest(%b) AS wanted(value) CROSS JOIN LATERAL"
+                                  f" ({select} WHERE {column} = wanted.value{tail} OFFSET 0) AS found"),
+                           (values, *params))
             return [dict(r) for r in cursor.fetchall()]
         for i in range(0, len(values), 500):
             chunk = values[i : i + 500]

@@ -1,4 +1,4 @@
-"""`recovery` command line: ingest, report, history, audit verify, export, import, erase, rebuild, serve, metrics, dlq replay, demo."""
+"""`recovery` command line: ingest, report, history, audit verify, export, import, erase, rebuild, serve, relay, metrics, dlq replay, demo."""
 
 from __future__ import annotations
 
@@ -226,6 +226,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return serve()
 
 
+def cmd_relay(args: argparse.Namespace) -> int:
+    import logging
+
+    from infra.relay import relay
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    return relay(parent=args.parent)
+
+
 def cmd_metrics(args: argparse.Namespace) -> int:
     import logging
     import signal
@@ -319,6 +328,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="consume Kafka, keep projections, relay the outbox, watch deadlines")
     serve.set_defaults(func=cmd_serve)
+
+    relay = sub.add_parser("relay", help="publish recorded events to Kafka (the outbox relay alone)")
+    relay.add_argument("--parent", type=int, help=argparse.SUPPRESS)  # serve's child: stops when serve is gone
+    relay.set_defaults(func=cmd_relay)
 
     metrics = sub.add_parser("metrics", help="serve /metrics, /healthz, /readyz over the store (no Kafka)")
     metrics.add_argument("--port", type=int, default=9477)

@@ -1,7 +1,8 @@
 """`recovery serve`: the long-running service. One loop: a Kafka batch in (one transaction), the
-wall-clock deadline watcher ticked; beside the next batch, the read model caught up and the outbox
-relayed. SIGTERM/SIGINT finish the batch in hand and stop; SIGKILL loses nothing, because every
-batch commits whole with its Kafka positions."""
+wall-clock deadline watcher ticked; beside the next batch, the read model caught up. The outbox
+relay runs as a process of its own beside serve (infra/relay.py; RECOVERY_RELAY). SIGTERM/SIGINT
+finish the batch in hand and stop; SIGKILL loses nothing, because every batch commits whole with
+its Kafka positions."""
 
 from __future__ import annotations
 
@@ -19,40 +20,15 @@ from consumers.outbox import OutboxRelay
 from consumers.settings import KafkaSettings
 from infra.http import MetricsServer
 from infra.platform import Platform
+from infra.relay import RelayLeadership, RelayProcess, relay_mode
 
 log = logging.getLogger("recovery.serve")
-
-
-class _RelayLeadership:
-    """Only one relay publishes at a time: a PostgreSQL advisory lock held for the process's life
-    (SQLite stores have one process)."""
-
-    KEY = 7_270_127
-
-    def __init__(self, platform: Platform):
-        self.platform, self.conn, self.held = platform, None, not platform.app.dialect.postgres
-
-    def acquire(self) -> bool:
-        if self.held:
-            return True
-        import psycopg
-
-        env = self.platform.app.env
-        if self.conn is None:
-            self.conn = psycopg.connect(
-                dbname=env.get("POSTGRES_DBNAME"), host=env.get("POSTGRES_HOST"), port=env.get("POSTGRES_PORT"),
-                user=env.get("POSTGRES_USER"), password=env.get("POSTGRES_PASSWORD") or None, autocommit=True)
-        self.held = bool(self.conn.execute("SELECT pg_try_advisory_lock(%s)", (self.KEY,)).fetchone()[0])
-        return self.held
-
-    def release(self) -> None:
-        if self.conn is not None:
-            self.conn.close()
 
 
 def serve(settings: KafkaSettings | None = None, tick_seconds: float = 5.0) -> int:
     settings = settings or KafkaSettings.from_env()
     platform = Platform(watcher=settings.watcher)
+    mode = relay_mode(platform)
     stopping = {"flag": False}
 
     def stop(signum: int, _frame: Any) -> None:
@@ -62,34 +38,32 @@ def serve(settings: KafkaSettings | None = None, tick_seconds: float = 5.0) -> i
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     consumer = InboundConsumer(platform.app, platform.service, settings)
-    producer = KafkaProducer(**settings.producer_config())
-    relay = OutboxRelay(platform.app, producer, settings)
-    leadership = _RelayLeadership(platform)
+    child = RelayProcess() if mode == "process" else None
+    inline = _InlineRelay(platform, settings) if mode == "inline" else None
     lag = ConsumerLagCollector()
     metrics = _start_metrics(platform, lag)
-    last_tick, last_claim = 0.0, 0.0
-    log.info('{"event": "started", "topic": "%s", "group": "%s"}', settings.topic, settings.group)
+    last_tick = 0.0
+    log.info('{"event": "started", "topic": "%s", "group": "%s", "relay": "%s"}', settings.topic, settings.group, mode)
 
     def follow(recorded: list[Any]) -> None:
-        """After a batch: the read model caught up, the outbox relayed (by the leader)."""
+        """After a batch: the read model caught up (and, inline, the outbox relayed)."""
         platform.catch_up(recorded)
-        if leadership.held:
-            relay.publish_pending(recorded=recorded)
-            while relay.publish_pending() and not stopping["flag"]:
-                pass
+        if inline:
+            inline.publish(recorded, stopping)
 
     try:
         with platform.beside() as beside:  # a batch's follow-up runs while the next is ingested
             while not stopping["flag"]:
+                if child:
+                    child.keep_running()
                 counts = consumer.step()
                 lag.update(consumer.consumer)
                 now = time.monotonic()
                 if settings.watcher == "wall" and now - last_tick >= tick_seconds:
                     platform.service.tick()
                     last_tick = now
-                if not leadership.held and now - last_claim >= tick_seconds:
-                    leadership.acquire()
-                    last_claim = now
+                if inline:
+                    inline.claim(now, tick_seconds)
                 beside(partial(follow, platform.service.take_recorded()))
                 if not counts:
                     time.sleep(0.01)
@@ -97,11 +71,38 @@ def serve(settings: KafkaSettings | None = None, tick_seconds: float = 5.0) -> i
         if metrics:
             metrics.stop()
         consumer.close()
-        producer.close()
-        leadership.release()
+        if child:
+            child.stop()
+        if inline:
+            inline.close()
         platform.close()
     log.info('{"event": "stopped"}')
     return 0
+
+
+class _InlineRelay:
+    """The outbox relayed in serve's own follow-up thread (RECOVERY_RELAY=inline; SQLite's default),
+    from what each batch recorded, by whichever serve holds the relay's lock."""
+
+    def __init__(self, platform: Platform, settings: KafkaSettings):
+        self.producer = KafkaProducer(**settings.producer_config())
+        self.relay = OutboxRelay(platform.app, self.producer, settings)
+        self.leadership, self.last_claim = RelayLeadership(platform), 0.0
+
+    def claim(self, now: float, every_seconds: float) -> None:
+        if not self.leadership.held and now - self.last_claim >= every_seconds:
+            self.leadership.acquire()
+            self.last_claim = now
+
+    def publish(self, recorded: list[Any], stopping: dict[str, bool]) -> None:
+        if self.leadership.held:
+            self.relay.publish_pending(recorded=recorded)
+            while self.relay.publish_pending() and not stopping["flag"]:
+                pass
+
+    def close(self) -> None:
+        self.producer.close()
+        self.leadership.release()
 
 
 def _start_metrics(platform: Platform, lag: ConsumerLagCollector) -> MetricsServer | None:

@@ -135,6 +135,27 @@ def serving(url: str, env: dict[str, str], batch: int = 100, count: int = 1):
                 p.kill()
 
 
+def complaint_events(url: str) -> set[str]:
+    """The stable ids (`originator:version`) of every recorded complaint event."""
+    platform = Platform(url)
+    try:
+        return {f"{n.originator_id}:{n.originator_version}" for n in platform.app.recorder.select_notifications(1, 1_000_000)
+                if n.topic.split(":")[1].startswith("Complaint.")}
+    finally:
+        platform.close()
+
+
+def children(pid: int) -> list[int]:
+    return [int(c) for t in Path(f"/proc/{pid}/task").iterdir() for c in (t / "children").read_text().split()]
+
+
+def gone(pid: int) -> bool:
+    try:
+        return "\nState:\tZ" in Path(f"/proc/{pid}/status").read_text()  # exited, not yet reaped
+    except FileNotFoundError:
+        return True
+
+
 def file_reference(tmp_path: Path, lines: list[str]) -> dict:
     url = f"sqlite:///{tmp_path / 'reference.db'}"
     platform = Platform(url)
@@ -197,9 +218,12 @@ def test_sigkill_during_batches_then_restart_equals_an_uninterrupted_run(postgre
         try:
             already = ingested(postgres_url) if _ else 0
             wait_for(lambda: ingested(postgres_url) > already + 200, procs=(proc,))
+            relays = children(proc.pid)
         finally:
             proc.send_signal(signal.SIGKILL)
             proc.wait()
+        assert len(relays) == 1  # the outbox relay, a process of its own: it follows serve out
+        wait_for(lambda: all(gone(pid) for pid in relays), 30)
     with serving(postgres_url, env, batch=40) as (proc,):
         wait_for(lambda: ingested(postgres_url) == len(lines), procs=(proc,))
         time.sleep(1.0)  # let the relay drain
@@ -210,15 +234,32 @@ def test_sigkill_during_batches_then_restart_equals_an_uninterrupted_run(postgre
     assert live["ingest"] == reference["ingest"]
 
     # The outbox relay published every recorded complaint event at least once, and nothing else.
-    platform = Platform(postgres_url)
-    try:
-        recorded = {f"{n.originator_id}:{n.originator_version}"
-                    for n in platform.app.recorder.select_notifications(1, 1_000_000)
-                    if n.topic.split(":")[1].startswith("Complaint.")}
-    finally:
-        platform.close()
+    recorded = complaint_events(postgres_url)
     published = read_topic(env["RECOVERY_KAFKA_BOOTSTRAP"], env["RECOVERY_KAFKA_OUTBOUND_TOPIC"], len(recorded))
     assert {dict(m.headers)["event_id"].decode() for m in published} == recorded
+
+
+def test_with_the_relay_off_serve_publishes_nothing_and_recovery_relay_alone_publishes_every_event(
+        postgres_url, topics):
+    env = {**topics(1), "RECOVERY_RELAY": "off"}
+    lines = november_history().lines
+    with serving(postgres_url, env, batch=10) as (proc,):
+        produce(env["RECOVERY_KAFKA_BOOTSTRAP"], env["RECOVERY_KAFKA_TOPIC"], lines)
+        wait_for(lambda: ingested(postgres_url) == len(lines), procs=(proc,))
+        assert children(proc.pid) == []
+    bootstrap, outbound = env["RECOVERY_KAFKA_BOOTSTRAP"], env["RECOVERY_KAFKA_OUTBOUND_TOPIC"]
+    assert read_topic(bootstrap, outbound, 1, timeout=3) == []
+    relay = subprocess.Popen([RECOVERY, "relay"], env={**os.environ, **env, "RECOVERY_DATABASE_URL": postgres_url},
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    recorded = complaint_events(postgres_url)
+    try:
+        published = read_topic(bootstrap, outbound, len(recorded), timeout=60)
+    finally:
+        relay.send_signal(signal.SIGTERM)
+        _, err = relay.communicate(timeout=30)
+    assert relay.returncode == 0, err
+    assert '"event": "relay_stopped"' in err
+    assert sorted(dict(m.headers)["event_id"].decode() for m in published) == sorted(recorded)
 
 
 def test_two_consumers_in_one_group_split_partitions_and_give_the_same_totals(postgres_url, topics, tmp_path):

@@ -93,3 +93,19 @@ def test_keyed_messages_go_where_kafkas_default_partitioner_puts_them():
         for _ in range(2):  # computed, then cached
             assert ours.partition("t", key, key, b"", b"", Cluster()) == theirs.partition("t", key, key, b"", b"", Cluster())
     assert ours.partition("t", None, None, b"", b"", Cluster()) in range(6)
+
+
+def test_where_serve_relays_is_a_process_of_its_own_on_postgresql_and_inline_on_sqlite(platform, monkeypatch):
+    from infra.relay import relay_mode
+
+    monkeypatch.delenv("RECOVERY_RELAY", raising=False)
+    assert relay_mode(platform) == ("process" if platform.app.dialect.postgres else "inline")
+    monkeypatch.setenv("RECOVERY_RELAY", "sideways")
+    with pytest.raises(ValueError, match="RECOVERY_RELAY must be one of process, inline, off"):
+        relay_mode(platform)
+    monkeypatch.setenv("RECOVERY_RELAY", "process")
+    if platform.app.dialect.postgres:
+        assert relay_mode(platform) == "process"
+    else:
+        with pytest.raises(ValueError, match="needs PostgreSQL"):
+            relay_mode(platform)

@@ -1,0 +1,126 @@
+"""`recovery relay`: the outbox relay (consumers/outbox.py) as a process of its own, following the
+event log. `recovery serve` starts one beside itself on PostgreSQL (RECOVERY_RELAY=process), so
+that publishing runs on another core instead of taking a third of serve's interpreter; or run it
+alone (serve with RECOVERY_RELAY=off). One relay publishes at a time: a PostgreSQL advisory lock,
+held for the process's life; the others wait to take over."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+from kafka import KafkaProducer
+
+from consumers.outbox import OutboxRelay
+from consumers.settings import KafkaSettings
+from infra.platform import Platform
+
+log = logging.getLogger("recovery.relay")
+MODES = ("process", "inline", "off")
+
+
+def relay_mode(platform: Platform) -> str:
+    """RECOVERY_RELAY: where `serve` relays the outbox. Default: a process of its own on PostgreSQL;
+    inline (serve's own thread) on SQLite, which has one writer at a time."""
+    mode = os.environ.get("RECOVERY_RELAY") or ("process" if platform.app.dialect.postgres else "inline")
+    if mode not in MODES:
+        raise ValueError(f"RECOVERY_RELAY must be one of {', '.join(MODES)}, got {mode!r}")
+    if mode == "process" and not platform.app.dialect.postgres:
+        raise ValueError("RECOVERY_RELAY=process needs PostgreSQL (SQLite has one writer at a time)")
+    return mode
+
+
+class RelayLeadership:
+    """Only one relay publishes at a time: a PostgreSQL advisory lock held for the process's life
+    (SQLite stores have one process)."""
+
+    KEY = 7_270_127
+
+    def __init__(self, platform: Platform):
+        self.platform, self.conn, self.held = platform, None, not platform.app.dialect.postgres
+
+    def acquire(self) -> bool:
+        if self.held:
+            return True
+        import psycopg
+
+        env = self.platform.app.env
+        if self.conn is None:
+            self.conn = psycopg.connect(
+                dbname=env.get("POSTGRES_DBNAME"), host=env.get("POSTGRES_HOST"), port=env.get("POSTGRES_PORT"),
+                user=env.get("POSTGRES_USER"), password=env.get("POSTGRES_PASSWORD") or None, autocommit=True)
+        self.held = bool(self.conn.execute("SELECT pg_try_advisory_lock(%s)", (self.KEY,)).fetchone()[0])
+        return self.held
+
+    def release(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+
+
+def relay(settings: KafkaSettings | None = None, parent: int | None = None, idle_seconds: float = 0.05,
+          claim_seconds: float = 5.0) -> int:
+    """Publish what the log records, until SIGTERM/SIGINT or, with `parent`, until that process is
+    gone (a serve killed outright leaves no relay behind)."""
+    settings = settings or KafkaSettings.from_env()
+    stopping = {"flag": False}
+
+    def stop(signum: int, _frame: Any) -> None:
+        stopping["flag"] = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    platform = Platform(watcher=settings.watcher)
+    producer = KafkaProducer(**settings.producer_config())
+    outbox = OutboxRelay(platform.app, producer, settings)
+    leadership = RelayLeadership(platform)
+    last_claim = 0.0
+    log.info('{"event": "relay_started", "topic": "%s"}', settings.outbound_topic)
+    try:
+        while not stopping["flag"] and (parent is None or os.getppid() == parent):
+            if not leadership.held:
+                if time.monotonic() - last_claim >= claim_seconds:
+                    leadership.acquire()
+                    last_claim = time.monotonic()
+                if not leadership.held:
+                    time.sleep(idle_seconds)
+                    continue
+            if not outbox.publish_pending():
+                time.sleep(idle_seconds)
+    finally:
+        producer.close()
+        leadership.release()
+        platform.close()
+    log.info('{"event": "relay_stopped"}')
+    return 0
+
+
+class RelayProcess:
+    """serve's relay child: `recovery relay` in a process of its own, started again if it dies."""
+
+    def __init__(self, restart_seconds: float = 5.0):
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.restart_seconds, self.started = restart_seconds, 0.0
+
+    def keep_running(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            return
+        if self.proc is not None:
+            if time.monotonic() - self.started < self.restart_seconds:
+                return
+            log.warning('{"event": "relay_exited", "returncode": %d}', self.proc.returncode)
+        self.proc = subprocess.Popen([sys.executable, "-m", "infra.cli", "relay", "--parent", str(os.getpid())])
+        self.started = time.monotonic()
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()

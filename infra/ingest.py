@@ -63,9 +63,11 @@ class _Batch:
         self.lookups: dict[str, str] = {}  # customer id -> lookup value
         self.keys: dict[str, tuple[str, bytes]] = {}  # lookup -> (key id, key)
         self.new_keys: dict[str, bytes] = {}  # created by this batch, committed with it
+        self.stored_keys: dict[str, bytes] = {}  # key id -> key, for the follow-ups of this batch
 
     def prefetch(self, envelopes: list[Envelope], window_days: int) -> None:
-        """One query each for what the batch will ask: which complaints exist, earlier complaints."""
+        """One query each for what the batch will ask: which complaints exist, earlier complaints,
+        customers' keys."""
         self.checked = {e.complaint_id for e in envelopes}
         self.known = self.app.index.known_complaints(sorted(self.checked))
         received = [e for e in envelopes if e.type == "complaint.received"]
@@ -75,6 +77,13 @@ class _Batch:
             lookups = sorted(set(self.lookups.values()))
             self.keys = self.keyring.by_lookup(lookups)
             self.issues = self.app.index.customer_issues(lookups, since)
+        # The keys that follow-ups with personal data will be sealed with; each one that had left
+        # the service's cache was a query of its own.
+        self.stored_keys = self.service.sealing_keys({
+            key_id for e in envelopes
+            if e.type != "complaint.received" and e.complaint_id in self.known and sealed_fields(e.data)
+            and (complaint := self.complaint(e.complaint_id)) is not None
+            and (key_id := key_id_of(complaint.customer_id)) is not None})
 
     def customer_key(self, customer_id: str) -> tuple[str, bytes]:
         """The customer's key, created (and written with this batch) on their first complaint."""
@@ -96,7 +105,7 @@ class _Batch:
         if complaint is None:
             return None, None
         if (key_id := key_id_of(complaint.customer_id)) is not None:
-            return key_id, self.new_keys.get(key_id) or self.service.sealing_key(key_id)
+            return key_id, self.new_keys.get(key_id) or self.stored_keys.get(key_id) or self.service.sealing_key(key_id)
         return self.customer_key(complaint.customer_id)  # recorded before personal data was sealed
 
     def sealed(self, env: Envelope, complaint: Complaint | None) -> Envelope:
@@ -160,12 +169,15 @@ class IngestService:
         """A stored customer key by id, kept across batches once found (a key erased meanwhile only
         seals text that nobody can read any more, which is what erasure asks); None when it is
         not stored (erased: the text is not kept)."""
-        key = self._sealing_keys.get(key_id)
-        if key is None:
-            key = self.keyring.by_id([key_id]).get(key_id)
-            if key is not None:
-                self._sealing_keys[key_id] = key
-        return key
+        return self.sealing_keys({key_id}).get(key_id)
+
+    def sealing_keys(self, key_ids: set[str]) -> dict[str, bytes]:
+        """The stored ones among these keys: those kept, and the others read in one query."""
+        found = {k: key for k in key_ids if (key := self._sealing_keys.get(k)) is not None}
+        if missing := sorted(key_ids - found.keys()):
+            for key_id, key in self.keyring.by_id(missing).items():
+                self._sealing_keys[key_id] = found[key_id] = key
+        return found
 
     def take_recorded(self) -> list[Recording]:
         """What this service has saved since the last call, in log order (for the read model)."""

@@ -137,3 +137,26 @@ def test_a_follow_up_is_sealed_with_its_customers_key_after_the_key_left_the_cac
         platform.ingest_lines(f.lines[2:])
     assert SECRET not in raw_tables(store_url) and len(keys(store_url)) == 2
     assert json.loads(run(capsys, "history", "C1", "--format", "json"))["events"][-1]["data"]["summary"] == SECRET
+
+
+def test_the_keys_a_batch_of_follow_ups_seals_with_are_read_in_one_query(store_url, monkeypatch):
+    from feed import Feed
+
+    from infra import ingest
+    from infra.privacy import Keyring
+
+    monkeypatch.setattr(ingest, "SEALING_KEYS_KEPT", 1)
+    reads: list[list[str]] = []
+    by_id = Keyring.by_id
+    monkeypatch.setattr(Keyring, "by_id", lambda self, ids: reads.append(sorted(ids)) or by_id(self, ids))
+    f = Feed()
+    for c in ("C1", "C2", "C3"):
+        f.received(c, "2026-11-02T09:00:00+08:00", customer=f"cust-{c}")
+    for c in ("C1", "C2", "C3"):
+        f.envelope("responded", c, "2026-11-02T10:00:00+08:00", {"channel": "call", "summary": SECRET})
+    with Platform(store_url) as platform:
+        platform.ingest_lines(f.lines[:3])
+        reads.clear()
+        platform.ingest_lines(f.lines[3:])
+    assert [len(r) for r in reads] == [2]  # the two keys that left the cache, together
+    assert SECRET not in raw_tables(store_url)

@@ -41,8 +41,16 @@ class RelayLeadership:
 
     KEY = 7_270_127
 
-    def __init__(self, platform: Platform):
+    def __init__(self, platform: Platform, every_seconds: float = 5.0):
         self.platform, self.conn, self.held = platform, None, not platform.app.dialect.postgres
+        self.every_seconds, self.claimed = every_seconds, float("-inf")
+
+    def claim(self) -> bool:
+        """Whether this process holds the lock, trying for it at most every `every_seconds`."""
+        if not self.held and time.monotonic() - self.claimed >= self.every_seconds:
+            self.claimed = time.monotonic()
+            self.acquire()
+        return self.held
 
     def acquire(self) -> bool:
         if self.held:
@@ -62,8 +70,7 @@ class RelayLeadership:
             self.conn.close()
 
 
-def relay(settings: KafkaSettings | None = None, parent: int | None = None, idle_seconds: float = 0.05,
-          claim_seconds: float = 5.0) -> int:
+def relay(settings: KafkaSettings | None = None, parent: int | None = None, idle_seconds: float = 0.05) -> int:
     """Publish what the log records, until SIGTERM/SIGINT or, with `parent`, until that process is
     gone (a serve killed outright leaves no relay behind)."""
     settings = settings or KafkaSettings.from_env()
@@ -78,18 +85,10 @@ def relay(settings: KafkaSettings | None = None, parent: int | None = None, idle
     producer = KafkaProducer(**settings.producer_config())
     outbox = OutboxRelay(platform.app, producer, settings)
     leadership = RelayLeadership(platform)
-    last_claim = 0.0
     log.info('{"event": "relay_started", "topic": "%s"}', settings.outbound_topic)
     try:
         while not stopping["flag"] and (parent is None or os.getppid() == parent):
-            if not leadership.held:
-                if time.monotonic() - last_claim >= claim_seconds:
-                    leadership.acquire()
-                    last_claim = time.monotonic()
-                if not leadership.held:
-                    time.sleep(idle_seconds)
-                    continue
-            if not outbox.publish_pending():
+            if not (leadership.claim() and outbox.publish_pending()):
                 time.sleep(idle_seconds)
     finally:
         producer.close()

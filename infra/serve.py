@@ -62,8 +62,6 @@ def serve(settings: KafkaSettings | None = None, tick_seconds: float = 5.0) -> i
                 if settings.watcher == "wall" and now - last_tick >= tick_seconds:
                     platform.service.tick()
                     last_tick = now
-                if inline:
-                    inline.claim(now, tick_seconds)
                 beside(partial(follow, platform.service.take_recorded()))
                 if not counts:
                     time.sleep(0.01)
@@ -87,15 +85,10 @@ class _InlineRelay:
     def __init__(self, platform: Platform, settings: KafkaSettings):
         self.producer = KafkaProducer(**settings.producer_config())
         self.relay = OutboxRelay(platform.app, self.producer, settings)
-        self.leadership, self.last_claim = RelayLeadership(platform), 0.0
-
-    def claim(self, now: float, every_seconds: float) -> None:
-        if not self.leadership.held and now - self.last_claim >= every_seconds:
-            self.leadership.acquire()
-            self.last_claim = now
+        self.leadership = RelayLeadership(platform)
 
     def publish(self, recorded: list[Any], stopping: dict[str, bool]) -> None:
-        if self.leadership.held:
+        if self.leadership.claim():
             self.relay.publish_pending(recorded=recorded)
             while self.relay.publish_pending() and not stopping["flag"]:
                 pass

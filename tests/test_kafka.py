@@ -179,8 +179,9 @@ def read_topic(bootstrap: str, topic: str, expected: int, timeout: float = 30.0)
     return got
 
 
-def test_serve_gives_the_file_numbers_and_routes_poison_to_the_dead_letter_topic(postgres_url, topics, tmp_path):
-    env = topics(1)
+@pytest.mark.parametrize("relay", ["process", "inline"])
+def test_serve_gives_the_file_numbers_and_routes_poison_to_the_dead_letter_topic(postgres_url, topics, tmp_path, relay):
+    env = {**topics(1), "RECOVERY_RELAY": relay}
     lines = november_history().lines
     with serving(postgres_url, env, batch=5) as (proc,):
         produce(env["RECOVERY_KAFKA_BOOTSTRAP"], env["RECOVERY_KAFKA_TOPIC"], lines)

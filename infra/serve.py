@@ -1,9 +1,8 @@
 """`recovery serve`: the long-running service. One loop: a Kafka batch in (one transaction), the
 wall-clock deadline watcher ticked; beside the next batch, the read model caught up. The outbox
 relay runs as a process of its own beside serve on PostgreSQL, or in the follow-up thread
-(infra/relay.py; RECOVERY_RELAY). SIGTERM/SIGINT
-finish the batch in hand and stop; SIGKILL loses nothing, because every batch commits whole with
-its Kafka positions."""
+(infra/relay.py; RECOVERY_RELAY). SIGTERM/SIGINT finish the batch in hand and stop; SIGKILL loses
+nothing, because every batch commits whole with its Kafka positions."""
 
 from __future__ import annotations
 

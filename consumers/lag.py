@@ -1,5 +1,7 @@
-"""Consumer lag per partition, for /metrics: the serve loop takes a snapshot after each batch (the
-Kafka consumer is not thread-safe), the HTTP thread reports the latest one."""
+"""Serve's lags, for /metrics: the Kafka consumer's per partition (the serve loop takes a snapshot
+after each batch, as the consumer is not thread-safe; the HTTP thread reports the latest one), and
+the outbox relay's behind the event log (read from the store at each scrape, whichever process
+relays)."""
 
 from __future__ import annotations
 
@@ -9,7 +11,9 @@ from typing import Any
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from consumers.outbox import RELAY
 from domain import clock
+from projections.metrics import lag_behind
 
 
 def consumer_lag(consumer: Any) -> dict[tuple[str, int], int]:
@@ -52,3 +56,21 @@ class ConsumerLagCollector(Collector):
                                       "When the serve loop last measured consumer lag (Unix time)")
             taken.add_metric([], self.taken)
             yield taken
+
+
+class OutboxLagCollector(Collector):
+    def __init__(self, app: Any):
+        self.app = app
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        lag = lag_behind(self.app, self.app.recorder.max_tracking_id(RELAY))
+        events = GaugeMetricFamily("recovery_outbox_lag_events", "Recorded events the outbox relay has not published yet")
+        events.add_metric([], lag.events)
+        seconds = GaugeMetricFamily("recovery_outbox_lag_seconds",
+                                    "Age of the oldest recorded event the outbox relay has not published")
+        seconds.add_metric([], lag.seconds)
+        yield events
+        yield seconds

@@ -15,7 +15,7 @@ from typing import Any
 from kafka import KafkaProducer
 
 from consumers.inbound import InboundConsumer
-from consumers.lag import ConsumerLagCollector
+from consumers.lag import ConsumerLagCollector, OutboxLagCollector
 from consumers.outbox import OutboxRelay
 from consumers.settings import KafkaSettings
 from infra.http import MetricsServer
@@ -109,4 +109,5 @@ def _start_metrics(platform: Platform, lag: ConsumerLagCollector) -> MetricsServ
         raise ValueError(f"RECOVERY_METRICS_PORT must be a port number or 'off', got {port!r}")
     server = MetricsServer(platform, host=os.environ.get("RECOVERY_METRICS_HOST") or "0.0.0.0", port=int(port))
     server.registry.register(lag)
+    server.registry.register(OutboxLagCollector(platform.app))
     return server.start()

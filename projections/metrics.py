@@ -66,9 +66,14 @@ class ProjectionLag:
 
 
 def projection_lag(app: Any, view: Any) -> ProjectionLag:
-    """How far the KPI view is behind the event store: events not applied yet, and for how long the
-    oldest of them has been waiting (0 when caught up)."""
-    position = view.max_tracking_id(app.name) or 0
+    """How far the KPI view is behind the event store."""
+    return lag_behind(app, view.max_tracking_id(app.name))
+
+
+def lag_behind(app: Any, position: int | None) -> ProjectionLag:
+    """How far a follower of the log (the KPI view, the outbox relay) at `position` is behind it:
+    events not taken yet, and for how long the oldest of them has been waiting (0 when caught up)."""
+    position = position or 0
     newest = app.recorder.max_notification_id() or 0
     if newest <= position:
         return ProjectionLag(0, 0.0)

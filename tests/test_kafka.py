@@ -188,6 +188,7 @@ def test_serve_gives_the_file_numbers_and_routes_poison_to_the_dead_letter_topic
         wait_for(lambda: ingested(postgres_url) == len(lines), procs=(proc,))
         topic = {"topic": env["RECOVERY_KAFKA_TOPIC"], "partition": "0"}
         wait_for(lambda: value(scrape(proc), "recovery_consumer_lag_messages", **topic) == 0, 30, (proc,))
+        wait_for(lambda: value(scrape(proc), "recovery_outbox_lag_events") == 0, 30, (proc,))  # all published
         metrics = scrape(proc)
         assert value(metrics, "recovery_inbound_events_total", type="complaint.received", result="accepted",
                      reason="") == 9

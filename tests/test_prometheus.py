@@ -10,12 +10,14 @@ from pathlib import Path
 
 import pytest
 import yaml
+from eventsourcing.persistence import Tracking
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka_broker import broker, create_topics
 from prometheus_server import ensure_installed, prometheus
 from test_metrics import history
 
-from consumers.lag import ConsumerLagCollector
+from consumers.lag import ConsumerLagCollector, OutboxLagCollector
+from consumers.outbox import RELAY
 from infra.http import MetricsServer
 from infra.platform import Platform
 
@@ -44,13 +46,15 @@ EXPECTED = {
     ("Rejected inbound events by reason", "A"): {("invalid_event",): 1, ("invalid_transition",): 1,
                                                  ("over_authority",): 1, ("unknown_complaint",): 1},
     ("Lags", "A"): {(): 0},
-    ("Lags", "B"): {("0", "lag-topic"): 3, ("1", "lag-topic"): 0}  # (partition, topic),
+    ("Lags", "B"): {("0", "lag-topic"): 3, ("1", "lag-topic"): 0},  # (partition, topic)
+    ("Lags", "C"): {(): 0},
 }
 # Alerts the data fires (timely rate under 95%: overall and huaian, not xuzhou) and the ones it does not.
 ALERTS = {
     "RecoveryTimelyRateUnderTarget": {("all",): 0.7778, ("huaian",): 0.6},
     "RecoveryOverdueBacklogRising": {},
     "RecoveryProjectionLagHigh": {},
+    "RecoveryOutboxLagHigh": {},
     "RecoveryConsumerLagHigh": {},
     "RecoveryConsumerStalled": {},
     "RecoveryTargetDown": {},
@@ -111,6 +115,9 @@ def exporters(tmp_path_factory):
     first = MetricsServer(platform, port=0).start()
     second = MetricsServer(platform, port=0)
     second.registry.register(lag)
+    # As serve's: the relay has published everything recorded.
+    platform.app.recorder.insert_tracking(Tracking(RELAY, platform.app.recorder.max_notification_id()))
+    second.registry.register(OutboxLagCollector(platform.app))
     second.start()
     try:
         yield [f"127.0.0.1:{first.port}", f"127.0.0.1:{second.port}"]

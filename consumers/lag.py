@@ -13,7 +13,7 @@ from prometheus_client.registry import Collector
 
 from consumers.outbox import RELAY
 from domain import clock
-from projections.metrics import lag_behind
+from projections.metrics import lag_behind, lag_gauges
 
 
 def consumer_lag(consumer: Any) -> dict[tuple[str, int], int]:
@@ -67,10 +67,4 @@ class OutboxLagCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         lag = lag_behind(self.app, self.app.recorder.max_tracking_id(RELAY))
-        events = GaugeMetricFamily("recovery_outbox_lag_events", "Recorded events the outbox relay has not published yet")
-        events.add_metric([], lag.events)
-        seconds = GaugeMetricFamily("recovery_outbox_lag_seconds",
-                                    "Age of the oldest recorded event the outbox relay has not published")
-        seconds.add_metric([], lag.seconds)
-        yield events
-        yield seconds
+        yield from lag_gauges("recovery_outbox_lag", "the outbox relay has not published", lag)

@@ -84,6 +84,17 @@ def lag_behind(app: Any, position: int | None) -> ProjectionLag:
     return ProjectionLag(newest - position, max(0.0, (clock.now() - recorded).total_seconds()))
 
 
+def lag_gauges(name: str, not_taken: str, lag: ProjectionLag) -> Iterator[Metric]:
+    """`<name>_events` and `<name>_seconds`: how many recorded events a follower of the log has not
+    taken yet, and the age of the oldest."""
+    events = GaugeMetricFamily(f"{name}_events", f"Recorded events {not_taken} yet")
+    events.add_metric([], lag.events)
+    seconds = GaugeMetricFamily(f"{name}_seconds", f"Age of the oldest recorded event {not_taken}")
+    seconds.add_metric([], lag.seconds)
+    yield events
+    yield seconds
+
+
 class KpiCollector(Collector):
     def __init__(self, app: Any, view: Any, policy: Policy):
         self.app, self.view, self.policy = app, view, policy
@@ -112,14 +123,7 @@ class KpiCollector(Collector):
         yield from self._rates(months, cohorts)
         yield from self._money(months, cohorts, penalties)
         yield from self._times(totals)
-        lag_events = GaugeMetricFamily("recovery_projection_lag_events",
-                                       "Recorded events the KPI read model has not applied yet")
-        lag_events.add_metric([], lag.events)
-        lag_seconds = GaugeMetricFamily("recovery_projection_lag_seconds",
-                                        "Age of the oldest recorded event the KPI read model has not applied")
-        lag_seconds.add_metric([], lag.seconds)
-        yield lag_events
-        yield lag_seconds
+        yield from lag_gauges("recovery_projection_lag", "the KPI read model has not applied", lag)
 
     def _ingest(self, rows: list[dict[str, Any]]) -> Iterator[Metric]:
         family = CounterMetricFamily("recovery_inbound_events", "Inbound events by SPEC type and result "

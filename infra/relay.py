@@ -6,6 +6,7 @@ held for the process's life; the others wait to take over."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -46,23 +47,31 @@ class RelayLeadership:
         self.every_seconds, self.claimed = every_seconds, float("-inf")
 
     def claim(self) -> bool:
-        """Whether this process holds the lock, trying for it at most every `every_seconds`."""
-        if not self.held and time.monotonic() - self.claimed >= self.every_seconds:
-            self.claimed = time.monotonic()
-            self.acquire()
+        """Whether this process holds the lock, trying for it (or, held, checking that its session
+        is still there: the server drops the lock with it) at most every `every_seconds`."""
+        if self.conn is not None or not self.held:
+            if time.monotonic() - self.claimed >= self.every_seconds:
+                self.claimed = time.monotonic()
+                self.acquire()
         return self.held
 
     def acquire(self) -> bool:
-        if self.held:
-            return True
         import psycopg
 
         env = self.platform.app.env
-        if self.conn is None:
-            self.conn = psycopg.connect(
-                dbname=env.get("POSTGRES_DBNAME"), host=env.get("POSTGRES_HOST"), port=env.get("POSTGRES_PORT"),
-                user=env.get("POSTGRES_USER"), password=env.get("POSTGRES_PASSWORD") or None, autocommit=True)
-        self.held = bool(self.conn.execute("SELECT pg_try_advisory_lock(%s)", (self.KEY,)).fetchone()[0])
+        try:
+            if self.conn is None:
+                self.conn = psycopg.connect(
+                    dbname=env.get("POSTGRES_DBNAME"), host=env.get("POSTGRES_HOST"), port=env.get("POSTGRES_PORT"),
+                    user=env.get("POSTGRES_USER"), password=env.get("POSTGRES_PASSWORD") or None, autocommit=True)
+            if self.held:
+                self.conn.execute("SELECT 1")
+            else:
+                self.held = bool(self.conn.execute("SELECT pg_try_advisory_lock(%s)", (self.KEY,)).fetchone()[0])
+        except psycopg.OperationalError as error:  # the session (and any lock it held) is gone
+            log.warning(json.dumps({"event": "relay_lock_lost", "error": str(error)[:300]}))
+            self.release()
+            self.conn, self.held = None, False
         return self.held
 
     def release(self) -> None:

@@ -109,3 +109,37 @@ def test_where_serve_relays_is_a_process_of_its_own_on_postgresql_and_inline_on_
     else:
         with pytest.raises(ValueError, match="needs PostgreSQL"):
             relay_mode(platform)
+
+
+@pytest.mark.postgres
+def test_a_relay_whose_lock_went_with_its_session_stops_until_it_holds_the_lock_again(postgres_url, policy):
+    """The server drops an advisory lock with the session that held it: the relay that held it must
+    notice, or two would publish (and move the position) at once."""
+    import time
+
+    import psycopg
+
+    from infra.relay import RelayLeadership
+
+    holding = ("FROM pg_locks WHERE locktype = 'advisory' AND objid = %s"
+               " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())")
+
+    def lock_holders(admin: psycopg.Connection) -> int:
+        return admin.execute(f"SELECT count(*) {holding}", (RelayLeadership.KEY,)).fetchone()[0]
+
+    def released(admin: psycopg.Connection) -> None:
+        deadline = time.monotonic() + 10
+        while lock_holders(admin) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    with Platform(postgres_url, policy) as p, psycopg.connect(postgres_url, autocommit=True) as admin:
+        first, second = RelayLeadership(p, every_seconds=0), RelayLeadership(p, every_seconds=0)
+        assert first.claim() and not second.claim()
+        admin.execute(f"SELECT pg_terminate_backend(pid) {holding}", (RelayLeadership.KEY,))
+        released(admin)
+        assert second.claim()  # the lock went with the first relay's session
+        assert not first.claim()  # and the first relay knows it
+        second.release()
+        released(admin)
+        assert first.claim()
+        first.release()

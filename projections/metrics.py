@@ -60,31 +60,31 @@ def yuan(fen: int) -> float:
 
 
 @dataclass(frozen=True)
-class ProjectionLag:
+class LogLag:
     events: int
     seconds: float
 
 
-def projection_lag(app: Any, view: Any) -> ProjectionLag:
+def projection_lag(app: Any, view: Any) -> LogLag:
     """How far the KPI view is behind the event store."""
     return lag_behind(app, view.max_tracking_id(app.name))
 
 
-def lag_behind(app: Any, position: int | None) -> ProjectionLag:
+def lag_behind(app: Any, position: int | None) -> LogLag:
     """How far a follower of the log (the KPI view, the outbox relay) at `position` is behind it:
     events not taken yet, and for how long the oldest of them has been waiting (0 when caught up)."""
     position = position or 0
     newest = app.recorder.max_notification_id() or 0
     if newest <= position:
-        return ProjectionLag(0, 0.0)
+        return LogLag(0, 0.0)
     waiting = app.recorder.select_notifications(start=position + 1, limit=1)
     if not waiting:
-        return ProjectionLag(0, 0.0)
+        return LogLag(0, 0.0)
     recorded = app.mapper.to_domain_event(waiting[0]).timestamp
-    return ProjectionLag(newest - position, max(0.0, (clock.now() - recorded).total_seconds()))
+    return LogLag(newest - position, max(0.0, (clock.now() - recorded).total_seconds()))
 
 
-def lag_gauges(name: str, not_taken: str, lag: ProjectionLag) -> Iterator[Metric]:
+def lag_gauges(name: str, not_taken: str, lag: LogLag) -> Iterator[Metric]:
     """`<name>_events` and `<name>_seconds`: how many recorded events a follower of the log has not
     taken yet, and the age of the oldest."""
     events = GaugeMetricFamily(f"{name}_events", f"Recorded events {not_taken} yet")

@@ -37,7 +37,7 @@ def fresh_database(label: str) -> Iterator[str]:
 def demo_file(events: int, folder: Path, seed: int = 2026, start: datetime | None = None) -> Path:
     """The demo generator's mix (resends and refusals included), cut to `events` lines; its quarter
     begins at `start` (default: the generator's)."""
-    from infra.demo import generate
+    from app.demo import generate
 
     path = folder / f"demo-{events}{'-' + start.strftime('%Y%m%d%H%M') if start else ''}.jsonl"
     if not path.exists():

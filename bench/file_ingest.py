@@ -90,7 +90,7 @@ def plain_baseline(url: str, path: Path, sample: int) -> dict:
 
 
 def ours(url: str, path: Path) -> dict:
-    from infra.platform import Platform
+    from app.platform import Platform
 
     platform = Platform(url)
     started = time.perf_counter()

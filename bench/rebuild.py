@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 
 def worker(kind: str, url: str, path: str) -> None:
-    from infra.platform import Platform
+    from app.platform import Platform
 
     with Platform(url) as platform:
         if kind == "load":

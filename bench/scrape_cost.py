@@ -5,7 +5,7 @@ should stay near 1 however large the store.
     .venv/bin/python bench/scrape_cost.py [--sizes 1000,10000,100000] [--store sqlite|postgres]
                                           [--scrapes 50]
 
-Every store holds the same synthetic quarter (infra.demo.generate), only with more complaints in it;
+Every store holds the same synthetic quarter (app.demo.generate), only with more complaints in it;
 the scrape is timed through the real HTTP server at the same injected moment (the quarter's last
 month is `current`). Prints a table and writes bench/results/scrape_cost.json. Figures are ratios
 to the smallest store measured in the same run: this machine is shared and noisy. What a scrape
@@ -38,9 +38,9 @@ from common import ROOT, fresh_database, in_child, peak_mb, save, table  # noqa:
 sys.path.insert(0, str(ROOT))
 
 from domain import clock  # noqa: E402
-from infra.demo import generate  # noqa: E402
-from infra.http import MetricsServer  # noqa: E402
-from infra.platform import Platform  # noqa: E402
+from app.demo import generate  # noqa: E402
+from app.http import MetricsServer  # noqa: E402
+from app.platform import Platform  # noqa: E402
 
 SEEN_AT = datetime(2026, 11, 30, 12, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
 TABLES = ("kpi_complaints", "kpi_daily", "kpi_totals", "kpi_penalty_totals", "kpi_ingest")

@@ -19,7 +19,7 @@ from kafka.structs import OffsetAndMetadata
 
 from consumers.partitioning import key_slot
 from consumers.settings import KafkaSettings
-from infra.ingest import IngestService
+from service.ingest import IngestService
 from infra.store import RecoveryApplication
 
 log = logging.getLogger("recovery.consumer")

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from infra.cli import main
-from infra.demo import generate
-from infra.platform import Platform
+from app.cli import main
+from app.demo import generate
+from app.platform import Platform
 from projections.kpi import VIEW_TABLES
 
 

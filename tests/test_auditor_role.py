@@ -10,7 +10,7 @@ import psycopg
 import pytest
 from test_scenarios import november_history
 
-from infra.platform import Platform
+from app.platform import Platform
 
 pytestmark = pytest.mark.postgres
 SQL = Path(__file__).resolve().parents[1] / "infra/postgres/auditor.sql"
@@ -74,7 +74,7 @@ def test_the_auditor_role_cannot_read_key_material(auditor, table):
 def test_auditors_run_the_audit_commands_read_only(auditor, monkeypatch, capsys, tmp_path):
     import json
 
-    from infra.cli import main
+    from app.cli import main
 
     monkeypatch.setenv("RECOVERY_DATABASE_URL", auditor)
     monkeypatch.setenv("RECOVERY_READ_ONLY", "1")

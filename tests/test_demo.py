@@ -1,7 +1,7 @@
 import json
 
-from infra.cli import main
-from infra.demo import generate
+from app.cli import main
+from app.demo import generate
 
 
 def test_the_generator_is_seeded_and_covers_every_event_type_and_tier():

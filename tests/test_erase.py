@@ -8,8 +8,8 @@ import json
 import pytest
 from test_scenarios import november_history
 
-from infra.cli import main
-from infra.platform import Platform
+from app.cli import main
+from app.platform import Platform
 
 SECRET = "Mr Wang, 138-0000-1234, says the bill is wrong"
 
@@ -124,7 +124,7 @@ def test_a_follow_up_is_sealed_with_its_customers_key_after_the_key_left_the_cac
     store, never replaced or skipped."""
     from feed import Feed
 
-    from infra import ingest
+    from service import ingest
 
     monkeypatch.setattr(ingest, "SEALING_KEYS_KEPT", 1)
     monkeypatch.setenv("RECOVERY_DATABASE_URL", store_url)
@@ -142,7 +142,7 @@ def test_a_follow_up_is_sealed_with_its_customers_key_after_the_key_left_the_cac
 def test_the_keys_a_batch_of_follow_ups_seals_with_are_read_in_one_query(store_url, monkeypatch):
     from feed import Feed
 
-    from infra import ingest
+    from service import ingest
     from infra.privacy import Keyring
 
     monkeypatch.setattr(ingest, "SEALING_KEYS_KEPT", 1)

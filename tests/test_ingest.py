@@ -9,7 +9,7 @@ import pytest
 from feed import Feed
 
 from domain.complaint import complaint_uuid
-from infra.platform import Platform
+from app.platform import Platform
 from projections.report import build_report
 
 
@@ -204,7 +204,7 @@ def test_repeated_event_with_handling_fault_penalises_the_current_department_hea
 
 
 def test_results_do_not_depend_on_batch_size(tmp_path, policy):
-    from infra.demo import generate
+    from app.demo import generate
 
     lines = generate(seed=11, complaints=300)
     reports = []
@@ -220,7 +220,7 @@ def test_results_do_not_depend_on_batch_size(tmp_path, policy):
 
 def test_results_do_not_depend_on_how_many_complaints_are_cached(store_url, policy, tmp_path, monkeypatch):
     """A cache smaller than the complaints in flight reloads them from the store: slower, same."""
-    from infra.demo import generate
+    from app.demo import generate
 
     lines = generate(seed=13, complaints=200)
     monkeypatch.setenv("RECOVERY_CACHED_COMPLAINTS", "1")
@@ -256,7 +256,7 @@ def test_a_catch_up_that_read_a_stale_position_is_refused_not_applied_twice(plat
 def test_two_writers_interleaved_leave_the_read_model_as_one_writer_would(store_url, policy, tmp_path):
     """Each process applies what it saved without reading it back, but only the run that follows
     the view's position: the other process's events in between are read from the log."""
-    from infra.demo import generate
+    from app.demo import generate
 
     lines = generate(seed=5, complaints=120)
     chunks = [lines[i:i + 100] for i in range(0, len(lines), 100)]
@@ -334,7 +334,7 @@ def test_a_read_model_failure_stops_the_ingest_and_loses_nothing(store_url, poli
     """On PostgreSQL the read model applies a batch while the next is ingested: its failure stops
     the ingest one batch later. Every batch recorded has had its outcomes reported, and a later
     catch-up applies them all: the same results as an ingest that never failed."""
-    from infra.demo import generate
+    from app.demo import generate
     from projections.kpi import KpiViewMixin
 
     lines = generate(seed=17, complaints=80)
@@ -389,7 +389,7 @@ def test_a_batch_with_refusals_leaves_no_reference_cycles(platform):
 def test_housekeeping_collects_garbage_once_a_minute_and_young_collections_are_rarer(sqlite_url, policy):
     import gc
 
-    from infra import platform as platform_module
+    from app import platform as platform_module
     from infra.memory import YOUNG_COLLECTION_ALLOCATIONS
 
     with mock.patch.object(platform_module, "collect_all") as collect:
@@ -405,7 +405,7 @@ def test_housekeeping_collects_garbage_once_a_minute_and_young_collections_are_r
 @pytest.mark.postgres
 def test_the_tables_every_batch_rewrites_are_vacuumed_without_error(postgres_url, policy, caplog):
     """Where autovacuum is off or behind, their dead row versions would slow every batch."""
-    from infra import platform as platform_module
+    from app import platform as platform_module
 
     with Platform(postgres_url, policy) as p, mock.patch.object(platform_module, "HOUSEKEEPING_EVERY_SECONDS", 0):
         f = Feed()

@@ -21,8 +21,8 @@ from prometheus_server import free_port
 from test_metrics import samples, value
 from test_scenarios import november_history
 
-from infra.demo import generate
-from infra.platform import Platform
+from app.demo import generate
+from app.platform import Platform
 from projections.report import build_report
 
 pytestmark = pytest.mark.postgres

@@ -13,8 +13,8 @@ import pytest
 from feed import Feed
 from psycopg.rows import dict_row
 
-from infra import platform as platform_module
-from infra.platform import ANALYZED_TABLES, Platform
+from app import platform as platform_module
+from app.platform import ANALYZED_TABLES, Platform
 from infra.sql import POSTGRES, SQLITE
 
 

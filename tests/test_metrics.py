@@ -19,8 +19,8 @@ from prometheus_server import ensure_installed
 from test_scenarios import november_history
 
 from domain import clock
-from infra.http import MetricsServer
-from infra.platform import Platform
+from app.http import MetricsServer
+from app.platform import Platform
 from projections.metrics import KpiCollector
 
 SEEN_AT = datetime(2026, 11, 25, 12, 0, tzinfo=ZoneInfo("Asia/Shanghai"))

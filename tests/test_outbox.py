@@ -8,7 +8,7 @@ from kafka.errors import KafkaError, KafkaTimeoutError
 
 from consumers.outbox import RELAY, OutboxRelay
 from consumers.settings import KafkaSettings
-from infra.platform import Platform
+from app.platform import Platform
 
 
 class _Sent:
@@ -96,7 +96,7 @@ def test_keyed_messages_go_where_kafkas_default_partitioner_puts_them():
 
 
 def test_where_serve_relays_is_a_process_of_its_own_on_postgresql_and_inline_on_sqlite(platform, monkeypatch):
-    from infra.relay import relay_mode
+    from app.relay import relay_mode
 
     monkeypatch.delenv("RECOVERY_RELAY", raising=False)
     assert relay_mode(platform) == ("process" if platform.app.dialect.postgres else "inline")
@@ -119,7 +119,7 @@ def test_a_relay_whose_lock_went_with_its_session_stops_until_it_holds_the_lock_
 
     import psycopg
 
-    from infra.relay import RelayLeadership
+    from app.relay import RelayLeadership
 
     holding = ("FROM pg_locks WHERE locktype = 'advisory' AND objid = %s"
                " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())")

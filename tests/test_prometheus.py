@@ -18,8 +18,8 @@ from test_metrics import history
 
 from consumers.lag import ConsumerLagCollector, OutboxLagCollector
 from consumers.outbox import RELAY
-from infra.http import MetricsServer
-from infra.platform import Platform
+from app.http import MetricsServer
+from app.platform import Platform
 
 ROOT = Path(__file__).resolve().parents[1]
 DASHBOARD = ROOT / "infra/grafana/dashboards/service-recovery.json"

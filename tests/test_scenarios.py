@@ -8,7 +8,7 @@ import json
 import pytest
 from feed import Feed
 
-from infra.cli import main
+from app.cli import main
 
 D = "2026-11-{:02d}T{}:00+08:00"
 

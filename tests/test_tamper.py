@@ -8,8 +8,8 @@ import json
 import pytest
 from test_scenarios import november_history
 
-from infra.cli import main
-from infra.platform import Platform
+from app.cli import main
+from app.platform import Platform
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
-from infra.platform import Platform
+from app.platform import Platform
 from projections.metrics import KpiCollector, projection_lag
 
 log = logging.getLogger("recovery.http")

@@ -19,7 +19,7 @@ from kafka import KafkaProducer
 
 from consumers.outbox import OutboxRelay
 from consumers.settings import KafkaSettings
-from infra.platform import Platform
+from app.platform import Platform
 
 log = logging.getLogger("recovery.relay")
 MODES = ("process", "inline", "off")
@@ -121,7 +121,7 @@ class RelayProcess:
             if time.monotonic() - self.started < self.restart_seconds:
                 return
             log.warning('{"event": "relay_exited", "returncode": %d}', self.proc.returncode)
-        self.proc = subprocess.Popen([sys.executable, "-m", "infra.cli", "relay", "--parent", str(os.getpid())])
+        self.proc = subprocess.Popen([sys.executable, "-m", "app.cli", "relay", "--parent", str(os.getpid())])
         self.started = time.monotonic()
 
     def stop(self) -> None:

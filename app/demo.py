@@ -195,8 +195,8 @@ def _add_noise(rng: random.Random, lines: list[str]) -> list[str]:
 
 
 def run_demo(directory: Path, seed: int, complaints: int) -> int:
-    from infra.platform import Platform
-    from infra.table import render_table
+    from app.platform import Platform
+    from app.table import render_table
     from projections.report import build_report
 
     if directory.exists():

@@ -19,7 +19,7 @@ from eventsourcing.persistence import PersistenceError
 
 from domain.policy import Policy, load_policy
 from infra.config import cached_complaints
-from infra.ingest import Outcome, IngestService
+from service.ingest import Outcome, IngestService
 from infra.memory import collect_all, collect_rarely
 from infra.store import RecoveryApplication, database_url, sqlite_path
 from projections.kpi import KpiViewMixin

@@ -1,7 +1,7 @@
 """`recovery serve`: the long-running service. One loop: a Kafka batch in (one transaction), the
 wall-clock deadline watcher ticked; beside the next batch, the read model caught up. The outbox
 relay runs as a process of its own beside serve on PostgreSQL, or in the follow-up thread
-(infra/relay.py; RECOVERY_RELAY). SIGTERM/SIGINT finish the batch in hand and stop; SIGKILL loses
+(app/relay.py; RECOVERY_RELAY). SIGTERM/SIGINT finish the batch in hand and stop; SIGKILL loses
 nothing, because every batch commits whole with its Kafka positions."""
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from consumers.inbound import InboundConsumer
 from consumers.lag import ConsumerLagCollector, OutboxLagCollector
 from consumers.outbox import OutboxRelay
 from consumers.settings import KafkaSettings
-from infra.http import MetricsServer
-from infra.platform import Platform
-from infra.relay import RelayLeadership, RelayProcess, relay_mode
+from app.http import MetricsServer
+from app.platform import Platform
+from app.relay import RelayLeadership, RelayProcess, relay_mode
 
 log = logging.getLogger("recovery.serve")
 

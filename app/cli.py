@@ -21,7 +21,7 @@ def _date(value: str) -> date:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from infra.platform import Platform
+    from app.platform import Platform
 
     path = Path(args.file)
     if not path.is_file():
@@ -101,9 +101,9 @@ def _show(document: dict[str, Any], fmt: str, render: Any) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from infra.platform import Platform
+    from app.platform import Platform
     from infra.sql import SQLITE
-    from infra.table import render_table
+    from app.table import render_table
     from projections.asof import view_as_of
     from projections.report import build_report
 
@@ -122,8 +122,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    from infra.platform import Platform
-    from infra.table import render_history
+    from app.platform import Platform
+    from app.table import render_history
     from projections.history import complaint_history
 
     with Platform() as platform:
@@ -136,7 +136,7 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
     from infra.chain import verify
-    from infra.platform import Platform
+    from app.platform import Platform
 
     with Platform() as platform:
         verdict = verify(platform.app, expect_head=args.expect_head)
@@ -154,8 +154,8 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from infra.platform import Platform
-    from infra.transfer import export_rows, write_export
+    from app.platform import Platform
+    from service.transfer import export_rows, write_export
 
     with Platform() as platform:
         rows = export_rows(platform.app, platform.policy, args.start, args.end)
@@ -169,8 +169,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from infra.platform import Platform
-    from infra.transfer import import_rows, read_export
+    from app.platform import Platform
+    from service.transfer import import_rows, read_export
 
     path = Path(args.file)
     if not path.is_file():
@@ -187,7 +187,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_erase(args: argparse.Namespace) -> int:
-    from infra.platform import Platform
+    from app.platform import Platform
     from infra.privacy import Keyring
 
     with Platform() as platform:
@@ -201,7 +201,7 @@ def cmd_erase(args: argparse.Namespace) -> int:
 
 
 def cmd_rebuild(args: argparse.Namespace) -> int:
-    from infra.platform import Platform
+    from app.platform import Platform
 
     with Platform() as platform:
         total = platform.app.recorder.max_notification_id() or 0
@@ -212,7 +212,7 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from infra.demo import run_demo
+    from app.demo import run_demo
 
     return run_demo(Path(args.dir), seed=args.seed, complaints=args.complaints)
 
@@ -220,7 +220,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     import logging
 
-    from infra.serve import serve
+    from app.serve import serve
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     return serve()
@@ -229,7 +229,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_relay(args: argparse.Namespace) -> int:
     import logging
 
-    from infra.relay import relay
+    from app.relay import relay
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     return relay(parent=args.parent)
@@ -240,8 +240,8 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     import signal
     import threading
 
-    from infra.http import MetricsServer
-    from infra.platform import Platform
+    from app.http import MetricsServer
+    from app.platform import Platform
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     platform = Platform()

@@ -1,0 +1,1 @@
+"""Use cases: ingest, export and import."""

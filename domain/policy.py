@@ -38,6 +38,7 @@ class Policy:
     timely_rate_target: Decimal
     file_lateness_seconds: int
     live_lateness_seconds: int
+    max_future_minutes: int
     deadline_missed_handler: Decimal
     deadline_missed_team_lead: Decimal
     deadline_missed_channel_supervisor: Decimal
@@ -109,7 +110,10 @@ class _Reader:
             raise PolicyError(f"{self.key(name)}: must be a positive whole number, got {value!r}")
         return value
 
-    def non_negative_int(self, name: str) -> int:
+    def non_negative_int(self, name: str, default: int | None = None) -> int:
+        if default is not None and name not in self.table:
+            self.used.add(name)
+            return default
         value = self.get(name)
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             raise PolicyError(f"{self.key(name)}: must be a whole number >= 0, got {value!r}")
@@ -195,6 +199,8 @@ def _parse(raw: dict[str, Any]) -> Policy:
     watcher = top.sub("watcher")
     file_lateness = watcher.non_negative_int("file_lateness_seconds")
     live_lateness = watcher.non_negative_int("live_lateness_seconds")
+    # Optional, so that a policy copied before the key existed still loads.
+    max_future = watcher.non_negative_int("max_future_minutes", default=5)
     watcher.done()
 
     pen = top.sub("penalties")
@@ -243,6 +249,7 @@ def _parse(raw: dict[str, Any]) -> Policy:
         timely_rate_target=target,
         file_lateness_seconds=file_lateness,
         live_lateness_seconds=live_lateness,
+        max_future_minutes=max_future,
         supervised_channels=supervised,
         compensation_limits=comp_limits,
         repeat_window_days=window_days,

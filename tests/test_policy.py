@@ -61,3 +61,20 @@ def test_a_bad_policy_is_refused_naming_the_key(tmp_path, old, new, key):
 def test_an_operator_can_change_a_limit_without_a_release(tmp_path):
     policy = load_policy(_policy_with(tmp_path, "vip = 8,", "vip = 6,"))
     assert policy.tier_hours["vip"] == 6
+
+
+def test_events_may_run_at_most_five_minutes_ahead_of_the_clock_by_default(policy):
+    assert policy.max_future_minutes == 5
+
+
+@pytest.mark.parametrize("value", ["-1", "2.5", '"5"', "true"])
+def test_a_bad_max_future_minutes_is_refused_naming_the_key(tmp_path, value):
+    path = _policy_with(tmp_path, "max_future_minutes = 5", f"max_future_minutes = {value}")
+    with pytest.raises(PolicyError, match=r"watcher\.max_future_minutes"):
+        load_policy(path)
+
+
+def test_a_policy_copied_before_max_future_minutes_existed_still_loads(tmp_path):
+    policy = load_policy(_policy_with(tmp_path, "max_future_minutes = 5\n", ""))
+    assert policy.max_future_minutes == 5
+    assert load_policy(_policy_with(tmp_path, "max_future_minutes = 5", "max_future_minutes = 0")).max_future_minutes == 0

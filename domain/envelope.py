@@ -251,6 +251,11 @@ def parse_amount(value: Any) -> Decimal:
     return amount
 
 
+def line_size(data: bytes) -> int:
+    """Bytes of a line, its line ending (\\n or \\r\\n) not counted: what the 1 MiB limit measures."""
+    return len(data) - (2 if data.endswith(b"\r\n") else 1 if data.endswith(b"\n") else 0)
+
+
 def _decoded(line: str | bytes) -> str:
     """The line as text, after the checks json.loads cannot be trusted with: size, encoding, NUL."""
     if isinstance(line, str):
@@ -261,8 +266,7 @@ def _decoded(line: str | bytes) -> str:
             data, surrogate = line.encode("utf-8", "surrogatepass"), True
     else:
         data, surrogate = line, False
-    # The line ending is not part of the line.
-    size = len(data) - (2 if data.endswith(b"\r\n") else 1 if data.endswith(b"\n") else 0)
+    size = line_size(data)
     if size > MAX_LINE_BYTES:
         raise InvalidEvent(f"line is {size} bytes, longer than 1 MiB ({MAX_LINE_BYTES} bytes)")
     if isinstance(line, str):

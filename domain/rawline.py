@@ -12,7 +12,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-from domain.envelope import MAX_LINE_BYTES
+from domain.envelope import MAX_LINE_BYTES, line_size
 
 KEPT_BYTES = 64 * 1024  # of a line longer than MAX_LINE_BYTES
 
@@ -31,7 +31,7 @@ class RawLine:
 def storable(raw: bytes | str) -> RawLine:
     """`raw` as it may be stored: invalid bytes replaced, NUL and lone surrogates escaped, cut if too long."""
     original = raw if isinstance(raw, bytes) else raw.encode("utf-8", "surrogatepass")
-    cut = len(original) > MAX_LINE_BYTES
+    cut = line_size(original) > MAX_LINE_BYTES  # as parse_line measures it
     kept = original[:KEPT_BYTES] if cut else original
     text = _safe(_whole_characters(kept) if cut else kept)
     same = not cut and text.encode("utf-8") == original

@@ -335,7 +335,7 @@ def _check_values(raw: dict[str, Any]) -> None:
         if depth > MAX_DEPTH:
             raise InvalidEvent(f"nested deeper than {MAX_DEPTH} levels")
         for key, item in items:
-            path = f"{where}{key}" if isinstance(value, list) else f"{where}.{key}" if where else key
+            path = f"{where}{key}" if isinstance(value, list) or not where else f"{where}.{key}"
             for s in (key, item) if isinstance(value, dict) else (item,):
                 if isinstance(s, str):
                     if "\x00" in s:

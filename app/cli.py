@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections import Counter
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from collections.abc import Iterator
+from typing import IO, Any
 
 from domain.policy import PolicyError
 
@@ -18,6 +20,13 @@ def _date(value: str) -> date:
         return date.fromisoformat(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a date YYYY-MM-DD: {value!r}") from None
+
+
+def open_dead_letters(path: Path) -> IO[str]:
+    """The dead-letter file, appended to; created private (0600): refused lines name customers."""
+    from infra.files import open_private
+
+    return os.fdopen(open_private(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT), "a", encoding="utf-8")
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
@@ -33,13 +42,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     dead_path = platform.dead_letter_path()
     total = path.stat().st_size
     try:
-        with path.open("rb") as source, dead_path.open("a", encoding="utf-8") as dead, _progress(total) as bar:
-            line_no = 0
-
-            def numbered():
-                nonlocal line_no
+        with path.open("rb") as source, open_dead_letters(dead_path) as dead, _progress(total) as bar:
+            def numbered() -> Iterator[bytes]:
                 for raw in source:
-                    line_no += 1
                     bar(len(raw))
                     yield raw
 
@@ -48,15 +53,19 @@ def cmd_ingest(args: argparse.Namespace) -> int:
                     summary[o.result] += 1
                     if o.reason:
                         reasons[o.reason] += 1
-                        dead.write(json.dumps({"line": o.raw, "reason": o.reason, "message": o.message,
-                                               "source": str(path)}, ensure_ascii=False) + "\n")
+                        entry = {"line": o.raw, "reason": o.reason, "message": o.message, "source": str(path)}
+                        if o.original:
+                            entry["original_base64"] = o.original
+                        dead.write(json.dumps(entry, ensure_ascii=False) + "\n")
 
-            platform.ingest_lines(numbered(), batch_size=args.batch_size, on_batch=record)
+            platform.ingest_lines(numbered(), batch_size=args.batch_size, on_batch=record,
+                                  retry_refused=args.retry_refused)
     finally:
         platform.close()
     by_reason = ", ".join(f"{r} {n}" for r, n in sorted(reasons.items()))
     print(f"accepted {summary['accepted']}, duplicates {summary['duplicate']}, "
-          f"rejected {summary['rejected']}" + (f" ({by_reason})" if by_reason else ""))
+          f"rejected {summary['rejected']}" + (f" ({by_reason})" if by_reason else "")
+          + f", blank {summary['blank']}")
     if summary["rejected"]:
         print(f"dead letters: {dead_path}")
     return 0
@@ -188,15 +197,17 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 def cmd_erase(args: argparse.Namespace) -> int:
     from app.platform import Platform
-    from infra.privacy import Keyring
+    from service.erase import erase_customer
 
     with Platform() as platform:
-        keys, complaints = Keyring(platform.app).erase(args.customer_id)
-    if not keys:
+        done = erase_customer(platform.app, args.customer_id, platform.dead_letter_path())
+    if not done.keys:
         print("nothing to erase: no key is held for this customer (erased before, or never seen)")
     else:
-        print(f"erased: {keys} key(s) destroyed; the personal fields of {complaints} complaint(s) now read "
-              "as [erased]; events, hashes and KPIs are unchanged")
+        print(f"erased: {done.keys} key(s) destroyed; the personal fields of {len(done.complaints)} complaint(s) now "
+              "read as [erased]; events, hashes and KPIs are unchanged")
+    if done.dead_letters_redacted:
+        print(f"redacted {done.dead_letters_redacted} refused line(s) in {platform.dead_letter_path()}")
     return 0
 
 
@@ -281,6 +292,8 @@ def build_parser() -> argparse.ArgumentParser:
     ingest = sub.add_parser("ingest", help="ingest a JSONL file of SPEC §2 envelopes")
     ingest.add_argument("file")
     ingest.add_argument("--batch-size", type=int, default=1000)
+    ingest.add_argument("--retry-refused", action="store_true",
+                        help="evaluate lines refused before again (after a fix), instead of counting them as duplicates")
     ingest.set_defaults(func=cmd_ingest)
 
     report = sub.add_parser("report", help="KPI report (SPEC §4-5)")

@@ -78,7 +78,8 @@ class Platform:
         return Path("recovery.dead-letters.jsonl")
 
     def ingest_lines(self, lines: Iterable[str | bytes], batch_size: int = 1000,
-                     on_batch: Callable[[list[Outcome]], None] | None = None) -> list[Outcome]:
+                     on_batch: Callable[[list[Outcome]], None] | None = None,
+                     retry_refused: bool = False) -> list[Outcome]:
         """Ingest in batches (one transaction each), keeping the read model caught up after each.
         With `on_batch`, each batch's outcomes go to it and none are kept (memory stays flat however
         long the file); without, all are returned. On PostgreSQL the read model applies one batch
@@ -88,7 +89,7 @@ class Platform:
         batch: list[str | bytes] = []
         with self.beside() as beside:
             def flush() -> None:
-                done = self.service.ingest(batch)
+                done = self.service.ingest(batch, retry=retry_refused)
                 if on_batch:  # first: the batch is recorded, whatever the previous catch-up raises
                     on_batch(done)
                 else:
@@ -97,10 +98,9 @@ class Platform:
                 beside(partial(self.catch_up, self.service.take_recorded()))
 
             for line in lines:
-                if line.strip():
-                    batch.append(line)
-                    if len(batch) >= batch_size:
-                        flush()
+                batch.append(line)
+                if len(batch) >= batch_size:
+                    flush()
             if batch:
                 flush()
         return outcomes

@@ -6,6 +6,7 @@ nothing, because every batch commits whole with its Kafka positions."""
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import time
@@ -43,6 +44,7 @@ def serve(settings: KafkaSettings | None = None, tick_seconds: float = 5.0) -> i
     lag = ConsumerLagCollector()
     metrics = _start_metrics(platform, lag)
     last_tick = 0.0
+    failures = 0
     log.info('{"event": "started", "topic": "%s", "group": "%s", "relay": "%s"}', settings.topic, settings.group, mode)
 
     def follow(recorded: list[Any]) -> None:
@@ -56,7 +58,18 @@ def serve(settings: KafkaSettings | None = None, tick_seconds: float = 5.0) -> i
             while not stopping["flag"]:
                 if child:
                     child.keep_running()
-                counts = consumer.step()
+                try:
+                    if failures:
+                        consumer.recover()  # before polling again: a failed batch is read again, never skipped
+                    counts = consumer.step()
+                except Exception as error:  # noqa: BLE001 - no line does this (ingest isolates them): an outage
+                    failures += 1
+                    pause = min(30.0, 0.5 * 2 ** min(failures, 6))
+                    log.error(json.dumps({"event": "batch_failed", "error": f"{type(error).__name__}: {error}"[:500],
+                                          "retry_in_seconds": pause}))
+                    time.sleep(pause)
+                    continue
+                failures = 0
                 lag.update(consumer.consumer)
                 now = time.monotonic()
                 if settings.watcher == "wall" and now - last_tick >= tick_seconds:

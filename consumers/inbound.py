@@ -29,6 +29,11 @@ def position_name(topic: str, partition: int) -> str:
     return f"kafka:{topic}:{partition}"
 
 
+def _replayed(message: Any) -> bool:
+    """Sent again by `recovery dlq replay`: evaluated again even though the same bytes were refused."""
+    return any(k == "replayed_from" for k, _ in (message.headers or []))
+
+
 class _SeekToStoredPositions(ConsumerRebalanceListener):
     def __init__(self, consumer: InboundConsumer):
         self.owner = consumer
@@ -83,8 +88,9 @@ class InboundConsumer:
         positions = [Tracking(position_name(t, p), o) for (t, p), o in last.items()]
         try:
             outcomes = self.service.ingest(
-                [m.value for m in messages], positions=positions,
-                sources=[f"{m.topic}/{m.partition}/{m.offset}" for m in messages])
+                [m.value or b"" for m in messages], positions=positions,  # a tombstone is a blank line
+                sources=[f"{m.topic}/{m.partition}/{m.offset}" for m in messages],
+                retry=[_replayed(m) for m in messages])
         except IntegrityError as error:
             # Another consumer applied these positions (a rebalance overtook us): drop what we
             # hold and carry on from the store's positions.
@@ -104,6 +110,12 @@ class InboundConsumer:
         except Exception as e:  # noqa: BLE001 - never let an informational commit stop ingest
             log.debug("offset commit failed: %s", e)
         return counts
+
+    def recover(self) -> None:
+        """After a failed batch (the store or the broker away): drop what is cached and start again
+        from the stored positions (raises while they cannot be read)."""
+        self.app.forget_cached()
+        self.seek_to_stored(self.consumer.assignment())
 
     def close(self) -> None:
         self.consumer.close(autocommit=False)

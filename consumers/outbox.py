@@ -7,6 +7,7 @@ a few messages may be sent again with the same `event_id` header, which consumer
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 from collections.abc import Sequence
@@ -19,7 +20,7 @@ from kafka.errors import KafkaError
 
 from consumers.settings import KafkaSettings
 from infra.memory import Recent
-from infra.privacy import Keyring, key_ids, unseal, unseal_data
+from infra.privacy import ERASED, Keyring, key_ids, unseal, unseal_data
 from infra.store import RecoveryApplication, following
 from projections.facts import SPEC_TYPE
 
@@ -57,14 +58,15 @@ class OutboxRelay:
             return 0
         # Downstream systems get the personal fields in clear (or "[erased]"), as they were sent.
         keys = self.keyring.by_id(key_ids([*(getattr(e, "data", {}) for _, e in events),
-                                            *({"raw": getattr(e, "raw", None)} for _, e in events)]))
+                                            *({"raw": getattr(e, "raw", None)} for _, e in events),
+                                            *({"raw": getattr(e, "original", None)} for _, e in events)]))
         sent = []
         for n, event in events:
             kind = type(event).__qualname__
             if kind.startswith("Complaint."):
                 sent.append(self._publish_complaint_event(n, event, keys))
             elif kind == "DeadLetter.Recorded" and event.source.count("/") == 2:
-                sent.append(self._publish_dead_letter(event, unseal(event.raw, keys)))
+                sent.append(self._publish_dead_letter(event, _original_bytes(event, keys)))
         self.producer.flush()
         try:
             for future in sent:  # flush() does not raise for a failed send
@@ -92,10 +94,22 @@ class OutboxRelay:
                            value=json.dumps(body, ensure_ascii=False).encode(),
                            headers=[("event_id", stable_id.encode()), ("type", body["type"].encode())])
 
-    def _publish_dead_letter(self, event: Any, raw: str) -> Any:
+    def _publish_dead_letter(self, event: Any, raw: bytes) -> Any:
         topic, partition, offset = event.source.split("/")
         headers = [("reason", event.reason.encode()), ("message", event.message.encode()),
                    ("source_topic", topic.encode()), ("source_partition", partition.encode()),
                    ("source_offset", offset.encode())]
-        return self.producer.send(self.settings.dlq_topic, value=raw.encode(),
+        return self.producer.send(self.settings.dlq_topic, value=raw,
                            key=(event.complaint_id or "").encode() or None, headers=headers)
+
+
+def _original_bytes(event: Any, keys: dict[str, bytes]) -> bytes:
+    """A dead letter's line as it came (its bytes kept in base64 when the stored text is not
+    exactly them), or as stored: "[erased]" once its customer is erased."""
+    text = unseal(event.raw, keys)
+    original = getattr(event, "original", None)
+    if original and text != ERASED:
+        plain = unseal(original, keys)
+        if plain != ERASED:
+            return base64.b64decode(plain)
+    return str(text).encode("utf-8")

@@ -9,7 +9,9 @@ from domain.complaint import Complaint
 
 
 class DeadLetter(Aggregate):
-    """An envelope refused with a SPEC reason code; `raw` is the original text."""
+    """An envelope refused with a SPEC reason code. `raw` is the line as text safe to store (sealed
+    when it names a customer); `original` its bytes in base64 when the text is not exactly them;
+    `line_sha256` identifies the line, so the same line sent again is a duplicate (SPEC §2)."""
 
     class Event(Complaint.Event):
         pass
@@ -19,12 +21,14 @@ class DeadLetter(Aggregate):
 
     @event("Recorded")
     def __init__(self, reason: str, message: str, raw: str, event_id: str | None,
-                 complaint_id: str | None, type: str | None, source: str) -> None:
+                 complaint_id: str | None, type: str | None, source: str, line_sha256: str | None = None,
+                 length: int | None = None, original: str | None = None) -> None:
         self.reason = reason
 
 
 class DuplicateDelivery(Aggregate):
-    """An envelope whose event_id was already recorded: counted, changes nothing."""
+    """An envelope whose event_id was already recorded, or a line already refused: counted, changes
+    nothing. A line that was not an envelope has no event id, complaint or type."""
 
     class Event(Complaint.Event):
         pass
@@ -33,5 +37,5 @@ class DuplicateDelivery(Aggregate):
         pass
 
     @event("Recorded")
-    def __init__(self, event_id: str, complaint_id: str, type: str, source: str) -> None:
+    def __init__(self, event_id: str | None, complaint_id: str | None, type: str | None, source: str) -> None:
         self.event_id = event_id

@@ -133,14 +133,15 @@ class Keyring:
                 raise
             return {}, SEALED
 
-    def erase(self, customer_id: str) -> tuple[int, int]:
-        """Destroy the customer's keys and repeat-index rows; returns (keys, complaints) removed."""
+    def erase(self, customer_id: str) -> tuple[int, list[str]]:
+        """Destroy the customer's keys and repeat-index rows; returns how many keys, and the ids of
+        the customer's complaints."""
         lookup = self.lookup(customer_id)
-        with self.app.datastore.transaction(commit=True) as c:
+        with self.app.writer.held(), self.app.datastore.transaction(commit=True) as c:
             d = self.app.dialect
             keys = d.rows(c, "SELECT COUNT(*) AS n FROM recovery_keys WHERE lookup = ?", (lookup,))[0]["n"]
-            complaints = d.rows(c, "SELECT COUNT(*) AS n FROM recovery_customer_issues WHERE customer_id = ?",
-                                (lookup,))[0]["n"]
+            complaints = d.rows(c, "SELECT complaint_id FROM recovery_customer_issues WHERE customer_id = ?"
+                                " ORDER BY complaint_id", (lookup,))
             d.execute(c, "DELETE FROM recovery_keys WHERE lookup = ?", (lookup,))
             d.execute(c, "DELETE FROM recovery_customer_issues WHERE customer_id = ?", (lookup,))
-        return int(keys), int(complaints)
+        return int(keys), [r["complaint_id"] for r in complaints]

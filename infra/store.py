@@ -30,6 +30,7 @@ from infra.chain import CHAIN_TABLES, record_chain
 from infra.config import CACHED_COMPLAINTS
 from infra.privacy import KEY_TABLES
 from infra.sql import POSTGRES, SQLITE, Dialect
+from infra.writers import WriterLock, postgres_writer_lock, sqlite_writer_lock
 
 DEFAULT_DATABASE_URL = "sqlite:///./recovery.db"
 
@@ -44,6 +45,8 @@ INDEX_TABLES = [
     " customer_id TEXT NOT NULL, issue_key TEXT NOT NULL, received BIGINT NOT NULL,"
     " complaint_id TEXT NOT NULL, PRIMARY KEY (customer_id, issue_key, complaint_id))",
     "CREATE TABLE IF NOT EXISTS recovery_watcher (name TEXT PRIMARY KEY, clock BIGINT NOT NULL)",
+    # Refused lines by the SHA-256 of their bytes: the same line sent again is a duplicate (SPEC §2).
+    "CREATE TABLE IF NOT EXISTS recovery_refused (line_sha256 TEXT PRIMARY KEY, reason TEXT NOT NULL)",
     *CHAIN_TABLES,
     *KEY_TABLES,
 ]
@@ -58,7 +61,11 @@ class IndexChanges:
     # (customer lookup, issue key, received, complaint): the lookup, never the customer id itself
     customer_issues: list[tuple[str, str, int, str]] = field(default_factory=list)
     keys: list[tuple[str, str, str]] = field(default_factory=list)  # new (key id, lookup, key hex)
+    refused: list[tuple[str, str]] = field(default_factory=list)  # (line sha256, reason)
     watcher_clock: int | None = None
+    # A new token from every write of a process that may write any complaint (file ingest), so
+    # other processes know their cached complaints may be stale (IngestService).
+    writer_token: int | None = None
     # Positions in upstream sequences (a Kafka partition's offset), as tracking records: they only
     # move forward, so a second writer of the same partition fails instead of applying twice.
     positions: list[Tracking] = field(default_factory=list)
@@ -75,13 +82,19 @@ class IndexChanges:
                           [c for c, d in self.deadlines.items() if d is None])
         dialect.insert(cursor, "recovery_customer_issues", ("customer_id", "issue_key", "received", "complaint_id"),
                        ("text", "text", "bigint", "text"), self.customer_issues, "ON CONFLICT DO NOTHING")
-        if self.watcher_clock is not None:
+        dialect.insert(cursor, "recovery_refused", ("line_sha256", "reason"), ("text", "text"), self.refused,
+                       "ON CONFLICT DO NOTHING")
+        if self.watcher_clock is not None:  # never backwards, whichever of two writers commits last
+            later = "GREATEST" if dialect.postgres else "MAX"
             dialect.execute(
                 cursor,
                 "INSERT INTO recovery_watcher VALUES ('event_time', ?) "
-                "ON CONFLICT (name) DO UPDATE SET clock = excluded.clock",
+                f"ON CONFLICT (name) DO UPDATE SET clock = {later}(recovery_watcher.clock, excluded.clock)",
                 (self.watcher_clock,),
             )
+        if self.writer_token is not None:
+            dialect.execute(cursor, "INSERT INTO recovery_watcher VALUES ('writer', ?) "
+                            "ON CONFLICT (name) DO UPDATE SET clock = excluded.clock", (self.writer_token,))
 
 
 class IndexReads:
@@ -126,9 +139,16 @@ class IndexReads:
         )
         return [(r["due"], r["complaint_id"]) for r in rows]
 
+    def refused_lines(self, digests: list[str]) -> set[str]:
+        rows = self._rows_in("SELECT line_sha256 FROM recovery_refused", "line_sha256", digests)
+        return {r["line_sha256"] for r in rows}
+
     def watcher_clock(self) -> int | None:
-        rows = self._rows("SELECT clock FROM recovery_watcher WHERE name = 'event_time'")
-        return rows[0]["clock"] if rows else None
+        return self.watcher_state().get("event_time")
+
+    def watcher_state(self) -> dict[str, int]:
+        """The event-time watcher's clock ('event_time') and the last any-complaint writer's token ('writer')."""
+        return {r["name"]: r["clock"] for r in self._rows("SELECT name, clock FROM recovery_watcher")}
 
 
 class SQLiteRecoveryRecorder(IndexReads, SQLiteProcessRecorder):
@@ -250,6 +270,7 @@ class RecoveryApplication(Application[UUID]):
         # One writer per complaint (Kafka partitions by complaint_id), so cached aggregates need no
         # fast-forward query on every get; a stale one fails its save and the batch is retried.
         env["AGGREGATE_CACHE_FASTFORWARD"] = "n"
+        self._writer: WriterLock | None = None
         super().__init__(env)
 
     def save(self, *objs: Any, **kwargs: Any) -> list[Recording[UUID]]:
@@ -279,6 +300,21 @@ class RecoveryApplication(Application[UUID]):
                 cache.clear()
                 if hasattr(cache, "full"):
                     cache.full = False
+
+    @property
+    def writer(self) -> WriterLock:
+        """The store's cross-process writer lock (infra/writers.py)."""
+        if self._writer is None:
+            env = self.env
+            if self.dialect.postgres:
+                self._writer = postgres_writer_lock(
+                    {"dbname": env.get("POSTGRES_DBNAME"), "host": env.get("POSTGRES_HOST"),
+                     "port": env.get("POSTGRES_PORT"), "user": env.get("POSTGRES_USER"),
+                     "password": env.get("POSTGRES_PASSWORD") or None, "connect_timeout": 10},
+                    f"database {env.get('POSTGRES_DBNAME')}")
+            else:
+                self._writer = sqlite_writer_lock(Path(str(env.get("SQLITE_DBNAME"))))
+        return self._writer
 
     @property
     def index(self) -> IndexReads:

@@ -74,11 +74,14 @@ TABLES = [
     " PRIMARY KEY (month, unit, reason))",
     "CREATE TABLE IF NOT EXISTS kpi_ingest (type TEXT NOT NULL, result TEXT NOT NULL,"
     " reason TEXT NOT NULL, n BIGINT NOT NULL, PRIMARY KEY (type, result, reason))",
+    # Events the read model could not apply (a bug): passed over so that it never wedges, and
+    # shown on /metrics (recovery_read_model_faults) until a fixed release rebuilds it.
+    "CREATE TABLE IF NOT EXISTS kpi_faults (position BIGINT PRIMARY KEY, error TEXT NOT NULL)",
 ]
 VIEW_WRITER_LOCK = 7_270_128
 SCHEMA_VERSION = 3  # bump when tables or COUNTERS change: an older read model is rebuilt from the log
 VIEW_TABLES = ("kpi_complaints", "kpi_daily", "kpi_totals", "kpi_penalties", "kpi_penalty_daily", "kpi_penalty_totals",
-               "kpi_ingest")
+               "kpi_ingest", "kpi_faults")
 
 
 def _adding(table: str, keys: Sequence[str], counters: Sequence[str]) -> str:
@@ -164,6 +167,19 @@ class KpiViewMixin:
         if after is not None:
             cache.keep(batch, items[-1][1].notification_id)
 
+    def record_fault(self, position: int, tracking: Tracking, error: str, after: int) -> None:
+        """Pass over an event the read model cannot apply, on record, with its tracking record."""
+        if self.facts_cache is not None:
+            self.facts_cache.forget()
+        with self.datastore.transaction(commit=True) as c:
+            if self.dialect.postgres:
+                self.dialect.execute(c, "SELECT pg_advisory_xact_lock(?)", (VIEW_WRITER_LOCK,))
+            current = self._max_tracking_id(tracking.application_name, c) or 0  # type: ignore[attr-defined]
+            if current != after:
+                raise IntegrityError(f"read model moved from {after} to {current} meanwhile")
+            self.dialect.execute(c, "INSERT INTO kpi_faults (position, error) VALUES (?, ?)", (position, error))
+            self._insert_tracking(c, tracking)  # type: ignore[attr-defined]
+
     def _apply(self, c: Any, items: Sequence[tuple[Any, Tracking]], cache: FactsCache | None) -> BatchFacts:
         batch = BatchFacts(self.dialect, c, cache)
         needed = set()
@@ -191,7 +207,7 @@ class KpiViewMixin:
             elif kind == "DeadLetter.Recorded":
                 ingest[(event.type or "", "rejected", event.reason)] += 1
             elif kind == "DuplicateDelivery.Recorded":
-                ingest[(event.type, "duplicate", "")] += 1
+                ingest[(event.type or "", "duplicate", "")] += 1
         self._write_facts(c, batch)
         self._write_penalties(c, penalties)
         self.dialect.insert(

@@ -110,6 +110,7 @@ class KpiCollector(Collector):
             if dialect.postgres:  # one snapshot for the whole scrape, as SQLite gives anyway
                 dialect.execute(c, "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             ingest = dialect.rows(c, "SELECT type, result, reason, n FROM kpi_ingest")
+            faults = dialect.rows(c, "SELECT COUNT(*) AS n FROM kpi_faults")[0]["n"]
             totals = dialect.rows(c, f"SELECT tier, region, {', '.join(COUNTERS)} FROM kpi_totals")
             cohorts = {(label, dim): sum_counters(dialect, c, dim, first.isoformat(), month_end(first).isoformat())
                        for label, first in months.items() for dim in ("all", "region", "unit")}
@@ -124,6 +125,10 @@ class KpiCollector(Collector):
         yield from self._money(months, cohorts, penalties)
         yield from self._times(totals)
         yield from lag_gauges("recovery_projection_lag", "the KPI read model has not applied", lag)
+        passed = GaugeMetricFamily("recovery_read_model_faults", "Recorded events the KPI read model could not "
+                                   "apply and passed over (a bug: see the log's read_model_fault lines)")
+        passed.add_metric([], int(faults))
+        yield passed
 
     def _ingest(self, rows: list[dict[str, Any]]) -> Iterator[Metric]:
         family = CounterMetricFamily("recovery_inbound_events", "Inbound events by SPEC type and result "

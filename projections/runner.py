@@ -7,7 +7,10 @@ the same catch-up or eventsourcing's ProjectionRunner, with one projection class
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 
 from eventsourcing.application import Recording
 from eventsourcing.persistence import IntegrityError, Tracking
@@ -27,6 +30,8 @@ from projections.kpi import (
     SQLiteKpiView,
 )
 
+log = logging.getLogger("recovery.read_model")
+
 
 def open_view(app: RecoveryApplication, policy: Policy, read_only: bool = False,
               cached_complaints: int = CACHED_COMPLAINTS) -> KpiViewMixin:
@@ -40,8 +45,9 @@ def open_view(app: RecoveryApplication, policy: Policy, read_only: bool = False,
     view.policy = policy
     view.facts_cache = FactsCache(cached_complaints)
     if not read_only:
-        view.create_table()  # type: ignore[attr-defined]
-        reset_view(app, view)
+        with nullcontext() if app.dialect.postgres else app.writer.held():
+            view.create_table()  # type: ignore[attr-defined]
+            reset_view(app, view)
     return view
 
 
@@ -77,13 +83,24 @@ REBUILD_BATCH = 10_000
 def rebuild(app: RecoveryApplication, view: KpiViewMixin, progress: Callable[[int], None] | None = None,
             after_batch: Callable[[], None] | None = None) -> int:
     """Drop the read model and apply the whole log again; returns how many events were applied."""
-    reset_view(app, view, always=True)
-    return catch_up(app, view, batch_size=REBUILD_BATCH, progress=progress, after_batch=after_batch)
+    with nullcontext() if app.dialect.postgres else app.writer.held():
+        reset_view(app, view, always=True)
+        return catch_up(app, view, batch_size=REBUILD_BATCH, progress=progress, after_batch=after_batch)
 
 
 def catch_up(app: RecoveryApplication, view: KpiViewMixin, batch_size: int = 2000,
              progress: Callable[[int], None] | None = None, recorded: Sequence[Recording] = (),
              after_batch: Callable[[], None] | None = None) -> int:
+    """Apply every recorded event the view has not applied yet; returns how many (see _catch_up).
+    On SQLite under the store's writer lock: a writer that read first fails at once when another
+    wrote meanwhile. On PostgreSQL the view's writers serialise on a lock of their own."""
+    with nullcontext() if app.dialect.postgres else app.writer.held():
+        return _catch_up(app, view, batch_size, progress, recorded, after_batch)
+
+
+def _catch_up(app: RecoveryApplication, view: KpiViewMixin, batch_size: int,
+              progress: Callable[[int], None] | None, recorded: Sequence[Recording],
+              after_batch: Callable[[], None] | None) -> int:
     """Apply every recorded event the view has not applied yet; returns how many. `recorded`: what
     this process has just saved (eventsourcing's recordings, with their log positions). When they
     are next in the log they are applied as they are, without reading and decoding them again.
@@ -100,14 +117,17 @@ def catch_up(app: RecoveryApplication, view: KpiViewMixin, batch_size: int = 200
                     progress(done)
             except IntegrityError:
                 pass  # another process applied them first: read on from its position
+            except Exception:  # noqa: BLE001 - read from the log below, where one event at a time is isolated
+                pass
+    size = batch_size
     while True:
         last = view.max_tracking_id(app.name) or 0  # type: ignore[attr-defined]
-        notifications = app.recorder.select_notifications(start=last + 1, limit=batch_size)
+        notifications = app.recorder.select_notifications(start=last + 1, limit=size)
         if not notifications:
             return done
         try:
-            view.process([(app.mapper.to_domain_event(n), Tracking(app.name, n.id)) for n in notifications],
-                         after=last)
+            items = [(app.mapper.to_domain_event(n), Tracking(app.name, n.id)) for n in notifications]
+            view.process(items, after=last)
         except IntegrityError:
             # Another process applied (some of) these first: its transaction won, ours rolled
             # back whole. Go on from its position. If nobody moved it, the conflict is not a
@@ -115,8 +135,32 @@ def catch_up(app: RecoveryApplication, view: KpiViewMixin, batch_size: int = 200
             if (view.max_tracking_id(app.name) or 0) == last:  # type: ignore[attr-defined]
                 raise
             continue
+        except Exception as error:
+            # An event the read model cannot apply (a bug) must not wedge it: halves down to the
+            # event, which is then passed over as a fault on record (a metric and an alert).
+            if not _store_answers(view):
+                raise
+            if size > 1:
+                size = max(1, size // 2)
+                continue
+            view.record_fault(notifications[0].id, Tracking(app.name, notifications[0].id),  # type: ignore[attr-defined]
+                              f"{type(error).__name__}: {error}"[:500], after=last)
+            log.error(json.dumps({"event": "read_model_fault", "position": notifications[0].id,
+                                  "topic": notifications[0].topic, "error": f"{type(error).__name__}: {error}"[:500]}))
+            size = batch_size
+            continue
         done += len(notifications)
+        size = min(batch_size, size * 2)
         if progress:
             progress(len(notifications))
         if after_batch:
             after_batch()
+
+
+def _store_answers(view: KpiViewMixin) -> bool:
+    try:
+        with view.datastore.transaction(commit=False) as c:
+            view.dialect.rows(c, "SELECT 1 AS one")
+        return True
+    except Exception:  # noqa: BLE001 - any failure to answer means the store is away
+        return False

@@ -7,37 +7,52 @@ and the index changes are saved together or not at all, so a crash never half-ap
 from __future__ import annotations
 
 import heapq
+import json
+import logging
+import secrets
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from collections.abc import Callable
 from typing import Any
 
 from eventsourcing.application import AggregateNotFoundError, Recording
-from eventsourcing.persistence import Tracking
+from eventsourcing.persistence import IntegrityError, Tracking
 
 from domain import clock as wall_clock
 from domain.clock import from_us, to_us
 from domain.complaint import Complaint, complaint_uuid
 from domain.envelope import Envelope, parse_line
-from domain.errors import ComplaintExists, Rejected, UnknownComplaint
+from domain.errors import ComplaintExists, InvalidEvent, Rejected, UnknownComplaint
 from domain.inbound import DeadLetter, DuplicateDelivery
 from domain.policy import Policy
+from domain.rawline import RawLine, storable
 from infra.memory import Recent
-from infra.privacy import Keyring, key_id_of, new_key, seal, seal_data, sealed_fields
+from infra.privacy import ERASED, Keyring, key_id_of, new_key, seal, seal_data, sealed_fields
 from infra.store import IndexChanges, RecoveryApplication
 
-ACCEPTED, DUPLICATE, REJECTED = "accepted", "duplicate", "rejected"
+ACCEPTED, DUPLICATE, REJECTED, BLANK = "accepted", "duplicate", "rejected", "blank"
+log = logging.getLogger("recovery.ingest")
 SEALING_KEYS_KEPT = 50_000  # customer keys kept between batches (more than the complaints cached)
 
 
 @dataclass(frozen=True)
 class Outcome:
-    result: str  # accepted, duplicate or rejected
-    raw: str
+    result: str  # accepted, duplicate, rejected or blank
+    raw: str  # the line as text safe to store and print (domain/rawline.py)
     reason: str | None = None
     message: str | None = None
     event_id: str | None = None
     type: str | None = None
+    original: str | None = None  # the line's bytes in base64, when `raw` is not exactly them
+
+
+class _LineFault(Exception):
+    """Processing one line raised something other than a refusal: a bug, or a value the store
+    cannot hold. The batch is run again with that line refused."""
+
+    def __init__(self, index: int, error: BaseException):
+        super().__init__(f"{type(error).__name__}: {error}"[:500])
+        self.index = index
 
 
 def _detached(refusal: Rejected) -> Rejected:
@@ -57,6 +72,7 @@ class _Batch:
         self.index = IndexChanges()
         self.seen: set[str] = set()
         self.issues: list[tuple[str, str, int, str]] = []  # known and new (customer, issue, received, complaint)
+        self.refused: set[str] = set()  # sha256 of the lines this batch refused
         self.checked: set[str] = set()  # complaint ids whose existence was looked up in one query
         self.known: set[str] = set()  # ... and those that exist
         self.keyring: Keyring = service.keyring
@@ -114,14 +130,19 @@ class _Batch:
             return env
         return replace(env, data=seal_data(env.data, *self.key_for(env, complaint)))
 
-    def sealed_raw(self, raw: str, env: Envelope | None) -> str:
-        """A refused line, sealed whole when it names a customer we hold a key for. A line that
-        could not be parsed, or names an unknown complaint, is kept as it came."""
-        if env is None:
-            return raw
-        complaint = None if env.type == "complaint.received" else self.complaint(env.complaint_id)
-        key_id, key = self.key_for(env, complaint)
-        return seal(key_id, key, raw) if key_id and key is not None else raw
+    def sealed_line(self, line: RawLine, env: Envelope | None) -> tuple[str, str | None]:
+        """A refused line as it is kept: sealed whole (text and original bytes) when it names a
+        customer we hold a key for, "[erased]" when that customer was erased, else as it came."""
+        named = env if env is not None else _named(line.text)
+        if named is None:
+            return line.text, line.original_b64
+        complaint = None if named.type == "complaint.received" else self.complaint(named.complaint_id)
+        if named.type != "complaint.received" and complaint is None:
+            return line.text, line.original_b64  # names no complaint we know, so no customer either
+        key_id, key = self.key_for(named, complaint)
+        if not key_id or key is None:
+            return ERASED, None
+        return seal(key_id, key, line.text), (seal(key_id, key, line.original_b64) if line.original_b64 else None)
 
     def complaint(self, complaint_id: str) -> Complaint | None:
         if complaint_id not in self.complaints:
@@ -147,6 +168,26 @@ class _Batch:
         return max(candidates)[1] if candidates else None
 
 
+def _ANY_COMPLAINT(complaint_id: str) -> bool:
+    return True
+
+
+def _named(text: str) -> Envelope | None:
+    """Whom a line that is not a valid envelope names, as far as it can be read: its complaint and,
+    on a `received`, its customer. Only to seal what names a customer."""
+    try:
+        raw = json.loads(text)
+    except Exception:  # noqa: BLE001 - not JSON (or too deep to read): it names nobody we can tell
+        return None
+    if not isinstance(raw, dict) or not isinstance(raw.get("complaint_id"), str):
+        return None
+    data = raw.get("data") if isinstance(raw.get("data"), dict) else {}
+    kind = raw.get("type") if raw.get("type") == "complaint.received" and isinstance(data.get("customer_id"), str) \
+        else "complaint.unknown"
+    return Envelope(event_id="", type=kind, complaint_id=raw["complaint_id"], occurred_at=datetime.min,
+                    actor={}, data={"customer_id": data["customer_id"]} if kind == "complaint.received" else {})
+
+
 class IngestService:
     """Applies envelopes in order. The deadline watcher runs on event time: its clock is the latest
     accepted `occurred_at` minus the allowed lateness, and never moves backwards."""
@@ -158,7 +199,8 @@ class IngestService:
         self.app, self.policy, self.watcher = app, policy, watcher
         # Which complaints this process may write besides those its events name. With Kafka, only
         # complaints in its own partitions: one writer per complaint keeps cached aggregates fresh.
-        self.owns: Callable[[str], bool] = lambda complaint_id: True
+        self.owns: Callable[[str], bool] = _ANY_COMPLAINT
+        self._writer_token: int | None = None  # the any-complaint writer token last seen (or written)
         self.keyring = Keyring(app)
         self._sealing_keys: Recent[str, bytes] = Recent(SEALING_KEYS_KEPT)
         self.recorded: list[Recording] = []  # saved since the read model last took them
@@ -188,34 +230,98 @@ class IngestService:
         """Record the deadlines the clock has passed, with no inbound event (the live watcher)."""
         self.ingest([])
 
-    def ingest(self, lines: list[str | bytes], source: str = "file",
-               positions: list[Tracking] | None = None, sources: list[str] | None = None) -> list[Outcome]:
-        """Apply a batch in one transaction; `positions` (upstream offsets) commit with it."""
-        try:
-            return self._ingest(lines, source, positions, sources)
-        except BaseException:
-            # The batch changed cached aggregates in place and was not saved: forget them all.
-            self.app.forget_cached()
-            raise
+    def ingest(self, lines: Sequence[str | bytes], source: str = "file",
+               positions: list[Tracking] | None = None, sources: Sequence[str] | None = None,
+               retry: bool | Sequence[bool] = False) -> list[Outcome]:
+        """Apply a batch in one transaction; `positions` (upstream offsets) commit with it. No line
+        stops the batch: a refusal is a dead letter, and a line whose processing fails otherwise
+        (a bug, a value the store cannot hold) is refused as invalid_event and the batch runs again
+        without it. `retry` (for all lines, or per line): evaluate a line again even if the same
+        line was refused before (`ingest --retry-refused`, `dlq replay`)."""
+        retries = [retry] * len(lines) if isinstance(retry, bool) else list(retry)
+        origins = list(sources) if sources else [source] * len(lines)
+        with self.app.writer.held():
+            return self._isolating(list(lines), origins, positions, retries)
 
-    def _ingest(self, lines: list[str | bytes], source: str, positions: list[Tracking] | None,
-                sources: list[str] | None) -> list[Outcome]:
+    def _isolating(self, lines: list[str | bytes], origins: list[str], positions: list[Tracking] | None,
+                   retries: list[bool]) -> list[Outcome]:
+        faults: dict[int, str] = {}
+        conflicts = 0
+        while True:
+            try:
+                return self._ingest(lines, origins, positions, retries, faults)
+            except _LineFault as fault:
+                # The batch changed cached aggregates in place and was not saved: forget them all.
+                self.app.forget_cached()
+                faults[fault.index] = str(fault)
+                log.error(json.dumps({"event": "line_failed", "source": origins[fault.index],
+                                      "error": str(fault)}))
+            except IntegrityError:
+                # With the writer lock held, a version conflict means a cached complaint was
+                # stale (another process wrote it): once more from the store. A second conflict is
+                # an upstream position another consumer passed: the caller's business.
+                self.app.forget_cached()
+                conflicts += 1
+                if conflicts > 1:
+                    raise
+            except Exception as error:
+                self.app.forget_cached()
+                if not self._store_answers() or len(faults) == len(lines):
+                    raise  # the database is away, or refuses even dead letters: not the lines' fault
+                if len(lines) == 1:
+                    faults[0] = f"could not be stored: {type(error).__name__}: {error}"[:500]
+                    log.error(json.dumps({"event": "line_failed", "source": origins[0], "error": faults[0]}))
+                    continue
+                # Some line's values broke the write: halves, down to the line. The positions
+                # commit with the last part, so a crash in between re-reads the rest (the first
+                # part's lines then count as duplicates).
+                half = len(lines) // 2
+                return (self._isolating(lines[:half], origins[:half], None, retries[:half])
+                        + self._isolating(lines[half:], origins[half:], positions, retries[half:]))
+            except BaseException:
+                self.app.forget_cached()
+                raise
+
+    def _store_answers(self) -> bool:
+        try:
+            self.app.index.watcher_state()
+            return True
+        except Exception:  # noqa: BLE001 - any failure to answer means the store is away
+            return False
+
+    def _ingest(self, lines: list[str | bytes], origins: list[str], positions: list[Tracking] | None,
+                retries: list[bool], faults: dict[int, str]) -> list[Outcome]:
         batch = _Batch(self)
         batch.index.positions = list(positions or [])
-        parsed: list[Envelope | Rejected] = []
-        raws: list[str] = []
-        for line in lines:
-            raw = line.decode("utf-8", "replace") if isinstance(line, bytes) else line
-            raws.append(raw.rstrip("\n"))
+        state = self.app.index.watcher_state()
+        if state.get("writer") != self._writer_token:
+            self.app.forget_cached()  # a process that may write any complaint wrote since our last batch
+        self._writer_token = state.get("writer")
+
+        raws: list[RawLine | None] = []
+        parsed: list[Envelope | Rejected | None] = []
+        not_after = wall_clock.now() + timedelta(minutes=self.policy.max_future_minutes)
+        for i, line in enumerate(lines):
+            body = line.rstrip(b"\r\n") if isinstance(line, bytes) else line.rstrip("\r\n")
+            if not body.strip():
+                raws.append(None)
+                parsed.append(None)  # a blank line is not an envelope (SPEC §2)
+                continue
+            raws.append(storable(body))
             try:
-                parsed.append(parse_line(line))
+                if i in faults:
+                    raise InvalidEvent(faults[i])
+                parsed.append(parse_line(body, not_after=not_after))
             except Rejected as refusal:
                 parsed.append(_detached(refusal))
+            except Exception as error:  # noqa: BLE001 - whatever parsing raises refuses this line only
+                parsed.append(InvalidEvent(f"could not be read: {type(error).__name__}: {error}"[:500]))
         envelopes = [p for p in parsed if isinstance(p, Envelope)]
         already = self.app.index.seen_event_ids([e.event_id for e in envelopes])
+        refused_before = self.app.index.refused_lines([r.sha256 for r in raws if r is not None])
         batch.prefetch(envelopes, self.policy.repeat_window_days)
 
-        stored_clock = self.app.index.watcher_clock()
+        stored_clock = state.get("event_time")
         clock = from_us(stored_clock) if stored_clock is not None else None
         if self.watcher == "wall":
             clock = max(filter(None, (clock, wall_clock.now() - self.lateness)))
@@ -230,32 +336,45 @@ class IngestService:
 
         outcomes = []
         for i, (raw, item) in enumerate(zip(raws, parsed)):
-            origin = sources[i] if sources else source
+            origin = origins[i]
+            if raw is None:
+                outcomes.append(Outcome(BLANK, ""))
+                continue
+            env = item if isinstance(item, Envelope) else None
+            again = raw.sha256 in batch.refused or (raw.sha256 in refused_before and not retries[i])
+            if again or (env is not None and (env.event_id in already or env.event_id in batch.seen)):
+                batch.others.append(DuplicateDelivery(env.event_id if env else None, env.complaint_id if env else None,
+                                                      env.type if env else None, origin))
+                outcomes.append(Outcome(DUPLICATE, raw.text, event_id=env.event_id if env else None,
+                                        type=env.type if env else None))
+                continue
             if isinstance(item, Rejected):
-                outcomes.append(self._refuse(batch, raw, item, None, origin))
+                outcomes.append(self._refuse(batch, raw, item, None, origin, raw.sha256 in refused_before))
                 continue
-            env = item
-            if env.event_id in already or env.event_id in batch.seen:
-                batch.others.append(DuplicateDelivery(env.event_id, env.complaint_id, env.type, origin))
-                outcomes.append(Outcome(DUPLICATE, raw, event_id=env.event_id, type=env.type))
-                continue
+            assert env is not None
             try:
-                complaint, repeat_of = self._decide(batch, env)
-            except Rejected as refusal:
-                outcomes.append(self._refuse(batch, raw, refusal, env, origin))
-                continue
-            if self.watcher == "event":
-                candidate = env.occurred_at - self.lateness
-                if clock is None or candidate > clock:
-                    clock = candidate
-            if clock is not None:
-                self._record_missed(batch, due, clock)
-            self._apply(batch, env, complaint, repeat_of, due)
+                try:
+                    complaint, repeat_of = self._decide(batch, env)
+                except Rejected as refusal:
+                    outcomes.append(self._refuse(batch, raw, _detached(refusal), env, origin,
+                                                 raw.sha256 in refused_before))
+                    continue
+                if self.watcher == "event":
+                    candidate = env.occurred_at - self.lateness
+                    if clock is None or candidate > clock:
+                        clock = candidate
+                if clock is not None:
+                    self._record_missed(batch, due, clock)
+                self._apply(batch, env, complaint, repeat_of, due)
+            except Exception as error:
+                raise _LineFault(i, error) from None
             batch.seen.add(env.event_id)
-            outcomes.append(Outcome(ACCEPTED, raw, event_id=env.event_id, type=env.type))
+            outcomes.append(Outcome(ACCEPTED, raw.text, event_id=env.event_id, type=env.type))
         if clock is not None:
             self._record_missed(batch, due, clock)
             batch.index.watcher_clock = to_us(clock)
+        if self.owns is _ANY_COMPLAINT and (batch.complaints or batch.others):
+            self._writer_token = batch.index.writer_token = secrets.randbits(62)
         if len(self.recorded) > 20_000:
             self.recorded.clear()  # nobody takes them: the read model reads the log instead
         self.recorded += self.app.save(*(c for c in batch.complaints.values() if c is not None and c.pending_events),
@@ -310,12 +429,19 @@ class IngestService:
             if complaint is None or complaint.first_resolved_at is not None or complaint.deadline_missed:
                 batch.index.deadlines[complaint_id] = None
 
-    def _refuse(self, batch: _Batch, raw: str, refusal: Rejected, env: Envelope | None,
-                source: str) -> Outcome:
-        batch.others.append(DeadLetter(
-            reason=refusal.reason, message=refusal.message, raw=batch.sealed_raw(raw, env),
-            event_id=env.event_id if env else None, complaint_id=env.complaint_id if env else None,
-            type=env.type if env else None, source=source,
-        ))
-        return Outcome(REJECTED, raw, refusal.reason, refusal.message,
-                       env.event_id if env else None, env.type if env else None)
+    def _refuse(self, batch: _Batch, raw: RawLine, refusal: Rejected, env: Envelope | None,
+                source: str, refused_before: bool) -> Outcome:
+        """A dead letter, once per line: a line refused before and evaluated again (retry) that is
+        refused again records nothing more."""
+        batch.refused.add(raw.sha256)
+        if not refused_before:
+            text, original = batch.sealed_line(raw, env)
+            batch.others.append(DeadLetter(
+                reason=refusal.reason, message=refusal.message, raw=text,
+                event_id=env.event_id if env else None, complaint_id=env.complaint_id if env else None,
+                type=env.type if env else None, source=source, line_sha256=raw.sha256, length=raw.length,
+                original=original,
+            ))
+            batch.index.refused.append((raw.sha256, refusal.reason))
+        return Outcome(REJECTED, raw.text, refusal.reason, refusal.message,
+                       env.event_id if env else None, env.type if env else None, raw.original_b64)

@@ -120,7 +120,8 @@ def import_rows(app: RecoveryApplication, policy: Policy, rows: list[dict[str, A
                 clock = latest
         if clock is not None:
             index.watcher_clock = clock - policy.file_lateness_seconds * 1_000_000
-        app.recorder.insert_events(stored, index=index)
+        with app.writer.held():
+            app.recorder.insert_events(stored, index=index)
     return len(rows)
 
 
@@ -128,6 +129,8 @@ def _index(event: Any, index: IndexChanges, complaint_ids: dict[str, str], looku
     """What ingest wrote beside this event (idempotency, deadlines, repeat candidates); returns its
     occurred_at when it came from an inbound envelope (what moves the event-time watcher)."""
     kind = type(event).__qualname__
+    if kind == "DeadLetter.Recorded" and getattr(event, "line_sha256", None):
+        index.refused.append((event.line_sha256, event.reason))
     if not kind.startswith("Complaint."):
         return None
     uuid = event.originator_id.hex

@@ -194,7 +194,7 @@ def test_an_export_reimported_into_an_empty_store_gives_the_same_reports(store, 
     again = november_history().write(tmp_path / "again.jsonl")
     capsys.readouterr()
     assert main(["ingest", str(again)]) == 0
-    assert "accepted 0, duplicates 32, rejected 4" in capsys.readouterr().out
+    assert "accepted 0, duplicates 36, rejected 0" in capsys.readouterr().out  # refused lines too (SPEC §2)
 
 
 def test_export_rows_carry_position_type_complaint_and_hash_and_a_range_narrows_them(store, tmp_path, capsys,

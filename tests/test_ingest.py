@@ -333,20 +333,25 @@ def test_a_failed_read_model_batch_leaves_no_changed_facts_in_its_cache(platform
 def test_a_read_model_failure_stops_the_ingest_and_loses_nothing(store_url, policy, tmp_path):
     """On PostgreSQL the read model applies a batch while the next is ingested: its failure stops
     the ingest one batch later. Every batch recorded has had its outcomes reported, and a later
-    catch-up applies them all: the same results as an ingest that never failed."""
+    catch-up applies them all: the same results as an ingest that never failed. (A failure that
+    lets even a fault be recorded is a bug in one event, passed over: see test_hostile.py.)"""
     from app.demo import generate
     from projections.kpi import KpiViewMixin
 
     lines = generate(seed=17, complaints=80)
     calls, reported = [], []
 
-    def fails_on_the_second_batch(view, items, after=None):
+    def fails_from_the_second_batch(view, items, after=None):
         calls.append(len(items))
-        if len(calls) == 2:
+        if len(calls) >= 2:
             raise RuntimeError("disk full")
         return KpiViewMixin.process(view, items, after)
 
-    with Platform(store_url, policy) as p, mock.patch.object(type(p.view), "process", fails_on_the_second_batch):
+    def disk_full(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    with (Platform(store_url, policy) as p, mock.patch.object(type(p.view), "process", fails_from_the_second_batch),
+          mock.patch.object(type(p.view), "record_fault", disk_full)):
         with pytest.raises(RuntimeError, match="disk full"):
             p.ingest_lines(lines, batch_size=50, on_batch=reported.extend)
     assert 100 <= len(reported) <= 150 < len(lines)

@@ -54,6 +54,7 @@ ALERTS = {
     "RecoveryTimelyRateUnderTarget": {("all",): 0.7778, ("huaian",): 0.6},
     "RecoveryOverdueBacklogRising": {},
     "RecoveryProjectionLagHigh": {},
+    "RecoveryReadModelFault": {},
     "RecoveryOutboxLagHigh": {},
     "RecoveryConsumerLagHigh": {},
     "RecoveryConsumerStalled": {},

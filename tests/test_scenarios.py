@@ -135,11 +135,13 @@ def test_november_kpis_match_the_hand_worked_values(store, capsys):
     assert (groups["huaian"]["received"], groups["xuzhou"]["received"]) == (5, 4)
     assert groups["huaian"]["late"] == 2 and groups["xuzhou"]["late"] == 0
 
-    # Re-ingesting the same file changes no KPI: every line is a duplicate or refused again.
+    # Re-ingesting the same file changes no KPI and no accepted or rejected count, and writes no
+    # second dead letter: every line is a duplicate, the refused ones included (SPEC §2).
     assert main(["ingest", str(feed)]) == 0
     again = run(capsys, "report", "--from", "2026-11-01", "--to", "2026-11-30", "--format", "json")
     assert again["totals"] == t and again["penalties"] == report["penalties"]
-    assert again["ingest"]["duplicates"] == 1 + 32 and again["ingest"]["accepted"] == 31
+    assert again["ingest"] == {**report["ingest"], "duplicates": 1 + 36}
+    assert len((store / "dead.jsonl").read_text().splitlines()) == 4
 
 
 def test_cohorts_follow_the_policy_time_zone_and_inclusive_dates(store, capsys):

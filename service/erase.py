@@ -1,0 +1,72 @@
+"""Erasing a customer (个人信息保护法): their keys are destroyed, so every sealed field of theirs in
+the store reads as "[erased]"; and the refused lines about them in the dead-letter file, which lies
+outside the store, are redacted in place."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from infra.files import open_private
+from infra.privacy import ERASED, Keyring
+from infra.store import RecoveryApplication
+
+
+@dataclass(frozen=True)
+class Erasure:
+    keys: int
+    complaints: list[str]
+    dead_letters_redacted: int
+
+
+def erase_customer(app: RecoveryApplication, customer_id: str, dead_letters: Path | None) -> Erasure:
+    keys, complaints = Keyring(app).erase(customer_id)
+    redacted = 0
+    if dead_letters is not None and dead_letters.is_file():
+        redacted = redact_dead_letters(dead_letters, customer_id, set(complaints))
+    return Erasure(keys, complaints, redacted)
+
+
+def _names(line: Any, customer_id: str, complaints: set[str]) -> bool:
+    try:
+        envelope = json.loads(line) if isinstance(line, str) else None
+    except ValueError:
+        return False
+    if not isinstance(envelope, dict):
+        return False
+    data = envelope.get("data")
+    return envelope.get("complaint_id") in complaints or (
+        isinstance(data, dict) and data.get("customer_id") == customer_id)
+
+
+def redact_dead_letters(path: Path, customer_id: str, complaints: set[str]) -> int:
+    """Replace the refused lines that name the customer or one of their complaints by "[erased]";
+    returns how many. The file is rewritten beside itself and swapped in whole."""
+    redacted = 0
+    kept = []
+    with path.open(encoding="utf-8", errors="surrogateescape") as source:
+        for text in source:
+            try:
+                entry = json.loads(text)
+            except ValueError:
+                kept.append(text)
+                continue
+            if isinstance(entry, dict) and _names(entry.get("line"), customer_id, complaints):
+                entry["line"] = ERASED
+                entry.pop("original_base64", None)
+                text = json.dumps(entry, ensure_ascii=False) + "\n"
+                redacted += 1
+            kept.append(text)
+    if redacted:
+        swap = path.with_name(path.name + ".erasing")
+        with os.fdopen(open_private(swap, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), "w", encoding="utf-8",
+                       errors="surrogateescape") as out:
+            out.writelines(kept)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(swap, path.stat().st_mode & 0o777)
+        os.replace(swap, path)
+    return redacted

@@ -11,6 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from domain.policy import PolicyError
+from infra.files import PathUnusable, open_private
+from infra.reach import StoreUnavailable
+
+# Exit codes besides 0 and 1 (`audit verify` found a problem): 2 a bad setting, argument or path,
+# 3 the database cannot be reached, 4 `rebuild` blocked by another session's lock.
+EXIT_UNUSABLE, EXIT_UNREACHABLE = 2, 3
 
 
 def _date(value: str) -> date:
@@ -33,7 +39,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     dead_path = platform.dead_letter_path()
     total = path.stat().st_size
     try:
-        with path.open("rb") as source, dead_path.open("a", encoding="utf-8") as dead, _progress(total) as bar:
+        with path.open("rb") as source, open_private(dead_path, "a") as dead, _progress(total) as bar:
             line_no = 0
 
             def numbered():
@@ -160,7 +166,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     with Platform() as platform:
         rows = export_rows(platform.app, platform.policy, args.start, args.end)
         if args.output:
-            with open(args.output, "w", encoding="utf-8", newline="") as out:
+            with open_private(args.output, "w", newline="") as out:
                 count = write_export(rows, out, args.format)
             print(f"exported {count} events to {args.output}", file=sys.stderr)
         else:
@@ -276,6 +282,7 @@ def cmd_dlq_replay(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="recovery", description="Service recovery platform")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of a failure, not one line")
     sub = parser.add_subparsers(dest="command", required=True)
 
     ingest = sub.add_parser("ingest", help="ingest a JSONL file of SPEC §2 envelopes")
@@ -356,12 +363,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except PolicyError as e:
-        print(f"recovery: invalid policy: {e}", file=sys.stderr)
-        return 2
-    except ValueError as e:
-        print(f"recovery: {e}", file=sys.stderr)
-        return 2
+    except (PolicyError, ValueError, PathUnusable, StoreUnavailable) as e:
+        if args.debug:
+            raise
+        prefix = "invalid policy: " if isinstance(e, PolicyError) else ""
+        print(f"recovery: {prefix}{e}", file=sys.stderr)
+        return EXIT_UNREACHABLE if isinstance(e, StoreUnavailable) else EXIT_UNUSABLE
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from infra.reach import StoreUnavailable
 
 # Exit codes besides 0 and 1 (`audit verify` found a problem): 2 a bad setting, argument or path,
 # 3 the database cannot be reached, 4 `rebuild` blocked by another session's lock.
-EXIT_UNUSABLE, EXIT_UNREACHABLE = 2, 3
+EXIT_UNUSABLE, EXIT_UNREACHABLE, EXIT_BUSY = 2, 3, 4
 
 
 def _date(value: str) -> date:
@@ -207,12 +207,20 @@ def cmd_erase(args: argparse.Namespace) -> int:
 
 
 def cmd_rebuild(args: argparse.Namespace) -> int:
-    from app.platform import Platform
+    from app.platform import Platform, lock_timeout_seconds
+    from infra.locks import LockBusy
 
+    lock_timeout = lock_timeout_seconds()
     with Platform() as platform:
         total = platform.app.recorder.max_notification_id() or 0
-        with _progress(total, f"rebuild {args.projection}", bytes_=False) as bar:
-            applied = platform.rebuild(progress=bar)
+        try:
+            with _progress(total, f"rebuild {args.projection}", bytes_=False) as bar:
+                applied = platform.rebuild(progress=bar, lock_timeout=lock_timeout)
+        except LockBusy as busy:
+            if args.debug:
+                raise
+            print(f"recovery rebuild: {busy}; nothing was changed", file=sys.stderr)
+            return EXIT_BUSY
     print(f"rebuilt projection {args.projection} from {applied} recorded events")
     return 0
 

@@ -38,7 +38,20 @@ HOT_TABLES = ("recovery_open_deadlines", "recovery_watcher", "notification_track
 # ten times slower. Analyzed by analyze_stale_tables() when autovacuum has not.
 ANALYZED_TABLES = ("recovery_keys", "recovery_customer_issues", "kpi_penalties")
 HOUSEKEEPING_EVERY_SECONDS = 60.0
+LOCK_TIMEOUT_SECONDS = 10.0  # the default of RECOVERY_LOCK_TIMEOUT_SECONDS
 log = logging.getLogger("recovery.platform")
+
+
+def lock_timeout_seconds() -> float:
+    """RECOVERY_LOCK_TIMEOUT_SECONDS: how long `rebuild` waits for the read model's locks."""
+    value = os.environ.get("RECOVERY_LOCK_TIMEOUT_SECONDS") or str(LOCK_TIMEOUT_SECONDS)
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = 0.0
+    if not seconds > 0:
+        raise ValueError(f"RECOVERY_LOCK_TIMEOUT_SECONDS must be a number of seconds above 0, got {value!r}")
+    return seconds
 
 
 class Platform:
@@ -158,9 +171,12 @@ class Platform:
         self._housekeeping_when_due()
         return done
 
-    def rebuild(self, progress: Callable[[int], None] | None = None) -> int:
-        """Drop the read model and apply the whole log again; returns how many events were applied."""
-        return rebuild(self.app, self.view, progress=progress, after_batch=self._housekeeping_when_due)
+    def rebuild(self, progress: Callable[[int], None] | None = None, lock_timeout: float | None = None) -> int:
+        """Drop the read model and apply the whole log again; returns how many events were applied.
+        On PostgreSQL, the tables are dropped only if their locks are granted within
+        `lock_timeout` seconds; else LockBusy names who held them, and nothing changed."""
+        return rebuild(self.app, self.view, progress=progress, after_batch=self._housekeeping_when_due,
+                       lock_timeout=lock_timeout)
 
     def _housekeeping_when_due(self) -> None:
         """Once a minute: a full garbage collection (infra/memory.py) and, on PostgreSQL, a vacuum

@@ -6,6 +6,7 @@ Files the platform creates are readable by their owner only."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import stat
@@ -20,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlparse, urlunparse
 
+import psycopg
 import pytest
 from feed import Feed
 
@@ -299,3 +301,37 @@ def test_exports_are_created_owner_only(tmp_path):
     out.chmod(0o644)
     assert recovery("export", "--format", "csv", "--output", str(out), url=url)[0].returncode == 0
     assert mode(out) == 0o644
+
+
+# --- a rebuild blocked by another session ------------------------------------------------------------
+
+def _read_model(url: str) -> dict[str, str]:
+    from projections.kpi import VIEW_TABLES
+
+    with psycopg.connect(url) as conn:
+        return {t: conn.execute(f"SELECT md5(string_agg(r::text, ',' ORDER BY r::text)) FROM {t} AS r").fetchone()[0]
+                for t in (*VIEW_TABLES, "kpi_tracking")}
+
+
+@pytest.mark.postgres
+def test_a_rebuild_blocked_by_an_open_transaction_names_it_and_changes_nothing(postgres_url):
+    from test_scenarios import november_history
+
+    from app.platform import Platform
+
+    with Platform(postgres_url) as platform:
+        platform.ingest_lines(november_history().lines)
+    before = _read_model(postgres_url)
+    with psycopg.connect(postgres_url, application_name="psql") as reader:  # BEGIN; SELECT ..., left open
+        reader.execute("SELECT * FROM kpi_complaints").fetchall()
+        done, elapsed = recovery("rebuild", url=postgres_url, RECOVERY_LOCK_TIMEOUT_SECONDS="1")
+        line = one_line(done)
+        assert done.returncode == 4
+        assert re.fullmatch(rf"recovery rebuild: blocked by pid {reader.info.backend_pid} \(user {reader.info.user}, "
+                            r"application psql, idle in transaction since \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\); "
+                            r"nothing was changed", line), line
+        assert elapsed < 10
+        assert _read_model(postgres_url) == before
+    done, _ = recovery("rebuild", url=postgres_url)
+    assert done.returncode == 0 and done.stdout.startswith("rebuilt projection kpi from 38 recorded events")
+    assert _read_model(postgres_url) == before

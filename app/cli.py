@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections import Counter
 from datetime import date, datetime
@@ -13,6 +12,12 @@ from collections.abc import Iterator
 from typing import IO, Any
 
 from domain.policy import PolicyError
+from infra.files import PathUnusable, open_private
+from infra.reach import StoreUnavailable
+
+# Exit codes besides 0 and 1 (`audit verify` found a problem): 2 a bad setting, argument or path,
+# 3 the database cannot be reached, 4 `rebuild` blocked by another session's lock.
+EXIT_UNUSABLE, EXIT_UNREACHABLE, EXIT_BUSY = 2, 3, 4
 
 
 def _date(value: str) -> date:
@@ -20,13 +25,6 @@ def _date(value: str) -> date:
         return date.fromisoformat(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a date YYYY-MM-DD: {value!r}") from None
-
-
-def open_dead_letters(path: Path) -> IO[str]:
-    """The dead-letter file, appended to; created private (0600): refused lines name customers."""
-    from infra.files import open_private
-
-    return os.fdopen(open_private(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT), "a", encoding="utf-8")
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
@@ -42,7 +40,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     dead_path = platform.dead_letter_path()
     total = path.stat().st_size
     try:
-        with path.open("rb") as source, open_dead_letters(dead_path) as dead, _progress(total) as bar:
+        with path.open("rb") as source, open_private(dead_path, "a") as dead, _progress(total) as bar:
             def numbered() -> Iterator[bytes]:
                 for raw in source:
                     bar(len(raw))
@@ -169,7 +167,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     with Platform() as platform:
         rows = export_rows(platform.app, platform.policy, args.start, args.end)
         if args.output:
-            with open(args.output, "w", encoding="utf-8", newline="") as out:
+            with open_private(args.output, "w", newline="") as out:
                 count = write_export(rows, out, args.format)
             print(f"exported {count} events to {args.output}", file=sys.stderr)
         else:
@@ -212,12 +210,20 @@ def cmd_erase(args: argparse.Namespace) -> int:
 
 
 def cmd_rebuild(args: argparse.Namespace) -> int:
-    from app.platform import Platform
+    from app.platform import Platform, lock_timeout_seconds
+    from infra.locks import LockBusy
 
+    lock_timeout = lock_timeout_seconds()
     with Platform() as platform:
         total = platform.app.recorder.max_notification_id() or 0
-        with _progress(total, f"rebuild {args.projection}", bytes_=False) as bar:
-            applied = platform.rebuild(progress=bar)
+        try:
+            with _progress(total, f"rebuild {args.projection}", bytes_=False) as bar:
+                applied = platform.rebuild(progress=bar, lock_timeout=lock_timeout)
+        except LockBusy as busy:
+            if args.debug:
+                raise
+            print(f"recovery rebuild: {busy}; nothing was changed", file=sys.stderr)
+            return EXIT_BUSY
     print(f"rebuilt projection {args.projection} from {applied} recorded events")
     return 0
 
@@ -287,6 +293,7 @@ def cmd_dlq_replay(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="recovery", description="Service recovery platform")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of a failure, not one line")
     sub = parser.add_subparsers(dest="command", required=True)
 
     ingest = sub.add_parser("ingest", help="ingest a JSONL file of SPEC §2 envelopes")
@@ -369,12 +376,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except PolicyError as e:
-        print(f"recovery: invalid policy: {e}", file=sys.stderr)
-        return 2
-    except ValueError as e:
-        print(f"recovery: {e}", file=sys.stderr)
-        return 2
+    except (PolicyError, ValueError, PathUnusable, StoreUnavailable) as e:
+        if args.debug:
+            raise
+        prefix = "invalid policy: " if isinstance(e, PolicyError) else ""
+        print(f"recovery: {prefix}{e}", file=sys.stderr)
+        return EXIT_UNREACHABLE if isinstance(e, StoreUnavailable) else EXIT_UNUSABLE
 
 
 if __name__ == "__main__":

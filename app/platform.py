@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -21,6 +22,7 @@ from domain.policy import Policy, load_policy
 from infra.config import cached_complaints
 from service.ingest import Outcome, IngestService
 from infra.memory import collect_all, collect_rarely
+from infra.reach import check_reachable, sqlite_unusable
 from infra.store import RecoveryApplication, database_url, sqlite_path
 from projections.kpi import KpiViewMixin
 from projections.runner import catch_up, open_view, rebuild
@@ -36,7 +38,20 @@ HOT_TABLES = ("recovery_open_deadlines", "recovery_watcher", "notification_track
 # ten times slower. Analyzed by analyze_stale_tables() when autovacuum has not.
 ANALYZED_TABLES = ("recovery_keys", "recovery_customer_issues", "kpi_penalties")
 HOUSEKEEPING_EVERY_SECONDS = 60.0
+LOCK_TIMEOUT_SECONDS = 10.0  # the default of RECOVERY_LOCK_TIMEOUT_SECONDS
 log = logging.getLogger("recovery.platform")
+
+
+def lock_timeout_seconds() -> float:
+    """RECOVERY_LOCK_TIMEOUT_SECONDS: how long `rebuild` waits for the read model's locks."""
+    value = os.environ.get("RECOVERY_LOCK_TIMEOUT_SECONDS") or str(LOCK_TIMEOUT_SECONDS)
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = 0.0
+    if not seconds > 0:
+        raise ValueError(f"RECOVERY_LOCK_TIMEOUT_SECONDS must be a number of seconds above 0, got {value!r}")
+    return seconds
 
 
 class Platform:
@@ -50,22 +65,38 @@ class Platform:
         self.policy = policy or load_policy(os.environ.get("RECOVERY_POLICY_FILE") or None)
         collect_rarely()  # every command's process opens one Platform, and keeps complaints cached
         cached = cached_complaints()
+        check_reachable(self.url, read_only=self.read_only)  # StoreUnavailable, PathUnusable
         for attempt in range(1, 6):
             try:
                 self.app = RecoveryApplication(self.url, cache_size=cached, read_only=self.read_only)
                 self.view: KpiViewMixin = open_view(self.app, self.policy, read_only=self.read_only,
                                                     cached_complaints=cached)
                 break
-            except (PersistenceError, psycopg.errors.InternalError):
+            except sqlite3.Error as error:  # eventsourcing lets some through unwrapped
+                self._explain(error)
+                raise
+            except (PersistenceError, psycopg.errors.InternalError) as error:
                 # Schema creation at start-up can collide with another process: two creators race
                 # in PostgreSQL's catalogue (CREATE ... IF NOT EXISTS is not atomic there: unique
                 # violations, "tuple concurrently updated"), or a CREATE INDEX deadlocks with a
                 # running writer's table lock. The loser tries again; a lasting fault still fails.
+                self._explain(error)
                 if attempt == 5:
                     raise
                 time.sleep(0.2 * attempt)
         self.service = IngestService(self.app, self.policy, watcher=watcher)
         self._housekept = time.monotonic()
+
+    def _explain(self, error: Exception) -> None:
+        """Raise the one-line error (PathUnusable, StoreUnavailable) when `error` means the store
+        cannot be used: an SQLite file that cannot be opened or written, a database gone since."""
+        db = sqlite_path(self.url)
+        if db is None:
+            check_reachable(self.url, read_only=self.read_only)
+            return
+        unusable = sqlite_unusable(error, db)
+        if unusable is not None:
+            raise unusable from error
 
     def dead_letter_path(self) -> Path:
         """Beside the SQLite file; in the working directory for PostgreSQL."""
@@ -140,9 +171,12 @@ class Platform:
         self._housekeeping_when_due()
         return done
 
-    def rebuild(self, progress: Callable[[int], None] | None = None) -> int:
-        """Drop the read model and apply the whole log again; returns how many events were applied."""
-        return rebuild(self.app, self.view, progress=progress, after_batch=self._housekeeping_when_due)
+    def rebuild(self, progress: Callable[[int], None] | None = None, lock_timeout: float | None = None) -> int:
+        """Drop the read model and apply the whole log again; returns how many events were applied.
+        On PostgreSQL, the tables are dropped only if their locks are granted within
+        `lock_timeout` seconds; else LockBusy names who held them, and nothing changed."""
+        return rebuild(self.app, self.view, progress=progress, after_batch=self._housekeeping_when_due,
+                       lock_timeout=lock_timeout)
 
     def _housekeeping_when_due(self) -> None:
         """Once a minute: a full garbage collection (infra/memory.py) and, on PostgreSQL, a vacuum

@@ -240,12 +240,27 @@ def database_env(url: str) -> dict[str, str]:
             "POSTGRES_USER": unquote(parsed.username or "postgres"),
             "POSTGRES_PASSWORD": unquote(parsed.password or ""),
             "POSTGRES_POOL_SIZE": "4",
+            # How long a connection may take (eventsourcing's default is 30 s, and its recorders
+            # try ten times): a server that has gone away fails in seconds, not minutes.
+            "POSTGRES_CONNECT_TIMEOUT": "5",
             # eventsourcing's stored-function insert would bypass the recorder hooks that write
             # the indexes, keys, Kafka positions and hash chains with the events.
             "POSTGRES_ENABLE_DB_FUNCTIONS": "n",
             "APPLICATION_RECORDER_TOPIC": get_topic(PostgresRecoveryRecorder),
         }
     raise ValueError(f"RECOVERY_DATABASE_URL: unsupported scheme in {url!r} (sqlite or postgresql)")
+
+
+def read_only_sqlite(path: str) -> str:
+    """A URI that opens the SQLite file read-only. Reading a WAL database needs its -shm file:
+    in a folder this process cannot write, and with no -wal file (so no connection has the
+    database open), the file is opened as immutable, which needs none."""
+    file = Path(path).absolute()
+    uri = f"{file.as_uri()}?mode=ro"
+    wal = file.with_name(file.name + "-wal")
+    if not os.access(file.parent, os.W_OK) and not wal.exists():
+        uri += "&immutable=1"
+    return uri
 
 
 def database_url() -> str:
@@ -267,6 +282,8 @@ class RecoveryApplication(Application[UUID]):
         env["AGGREGATE_CACHE_MAXSIZE"] = str(cache_size)
         if read_only:  # an auditor's login may create nothing
             env["CREATE_TABLE"] = "n"
+            if "SQLITE_DBNAME" in env:
+                env["SQLITE_DBNAME"] = read_only_sqlite(env["SQLITE_DBNAME"])
         # One writer per complaint (Kafka partitions by complaint_id), so cached aggregates need no
         # fast-forward query on every get; a stale one fails its save and the batch is retried.
         env["AGGREGATE_CACHE_FASTFORWARD"] = "n"

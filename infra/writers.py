@@ -26,7 +26,7 @@ from typing import Any
 
 import psycopg
 
-from infra.files import open_private
+from infra.files import private_fd
 
 REPORT_EVERY_SECONDS = 5.0
 POLL_SECONDS = 0.02
@@ -83,7 +83,7 @@ def sqlite_writer_lock(database: Path) -> WriterLock:
 
     def fd() -> int:
         if state["fd"] is None:
-            state["fd"] = open_private(path, os.O_RDWR | os.O_CREAT)
+            state["fd"] = private_fd(path, os.O_RDWR)
         return int(state["fd"])
 
     def acquire() -> bool:

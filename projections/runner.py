@@ -17,6 +17,7 @@ from eventsourcing.persistence import IntegrityError, Tracking
 
 from domain.policy import Policy
 from infra.config import CACHED_COMPLAINTS
+from infra.locks import naming_holders, set_lock_timeout
 from infra.store import RecoveryApplication, following
 from projections.batchfacts import FactsCache
 from projections.kpi import (
@@ -51,15 +52,21 @@ def open_view(app: RecoveryApplication, policy: Policy, read_only: bool = False,
     return view
 
 
-def reset_view(app: RecoveryApplication, view: KpiViewMixin, always: bool = False) -> bool:
+def reset_view(app: RecoveryApplication, view: KpiViewMixin, always: bool = False,
+               lock_timeout: float | None = None) -> bool:
     """Empty the read model and its position, so catch-up rebuilds it from the log (the only
     truth): `always`, or when it was built by a release of another schema version (or records
     none). One transaction: readers see the old tables or the new empty ones. Returns whether it
-    did. Replicas of an older release must be stopped first: they would write the old way."""
+    did. Replicas of an older release must be stopped first: they would write the old way.
+    With `lock_timeout` (seconds, PostgreSQL), a lock not granted in time raises LockBusy naming
+    the sessions that held it, and nothing is changed."""
     dialect = app.dialect
     tracking = getattr(view, "tracking_table_name", "tracking")
-    with app.datastore.transaction(commit=True) as c:
+    with naming_holders(app.datastore, (*VIEW_TABLES, "kpi_schema"), VIEW_WRITER_LOCK), \
+            app.datastore.transaction(commit=True) as c:
         if dialect.postgres:
+            if lock_timeout is not None:
+                dialect.execute(c, set_lock_timeout(lock_timeout))
             dialect.execute(c, "SELECT pg_advisory_xact_lock(?)", (VIEW_WRITER_LOCK,))
         dialect.execute(c, "CREATE TABLE IF NOT EXISTS kpi_schema (version INTEGER NOT NULL)")
         found = [r["version"] for r in dialect.rows(c, "SELECT version FROM kpi_schema")]
@@ -81,10 +88,11 @@ REBUILD_BATCH = 10_000
 
 
 def rebuild(app: RecoveryApplication, view: KpiViewMixin, progress: Callable[[int], None] | None = None,
-            after_batch: Callable[[], None] | None = None) -> int:
-    """Drop the read model and apply the whole log again; returns how many events were applied."""
+            after_batch: Callable[[], None] | None = None, lock_timeout: float | None = None) -> int:
+    """Drop the read model and apply the whole log again; returns how many events were applied.
+    `lock_timeout`: see reset_view."""
     with nullcontext() if app.dialect.postgres else app.writer.held():
-        reset_view(app, view, always=True)
+        reset_view(app, view, always=True, lock_timeout=lock_timeout)
         return catch_up(app, view, batch_size=REBUILD_BATCH, progress=progress, after_batch=after_batch)
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from infra.files import open_private
+from infra.files import private_fd
 from infra.privacy import ERASED, Keyring
 from infra.store import RecoveryApplication
 
@@ -62,7 +62,7 @@ def redact_dead_letters(path: Path, customer_id: str, complaints: set[str]) -> i
             kept.append(text)
     if redacted:
         swap = path.with_name(path.name + ".erasing")
-        with os.fdopen(open_private(swap, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), "w", encoding="utf-8",
+        with os.fdopen(private_fd(swap, os.O_WRONLY | os.O_TRUNC), "w", encoding="utf-8",
                        errors="surrogateescape") as out:
             out.writelines(kept)
             out.flush()

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from domain import clock
+
 TZ = ZoneInfo("Asia/Shanghai")
 REGIONS = ("huaian", "xuzhou", "yancheng", "lianyungang", "suqian")
 CHANNELS = (("hotline", 50), ("store", 18), ("online", 12), ("message", 5), ("letter", 2), ("social", 4),
@@ -194,6 +196,16 @@ def _add_noise(rng: random.Random, lines: list[str]) -> list[str]:
     return out
 
 
+QUARTER_DAYS = 91
+
+
+def quarter_start() -> datetime:
+    """The demo's quarter ends at midnight today: every event lies in the past, as the future-time
+    guard (SPEC §2) requires on the day the demo runs."""
+    today = clock.now().astimezone(TZ).replace(hour=0, minute=0, second=0, microsecond=0)
+    return today - timedelta(days=QUARTER_DAYS)
+
+
 def run_demo(directory: Path, seed: int, complaints: int) -> int:
     from app.platform import Platform
     from app.table import render_table
@@ -203,7 +215,7 @@ def run_demo(directory: Path, seed: int, complaints: int) -> int:
         shutil.rmtree(directory)
     directory.mkdir(parents=True)
     started = time.perf_counter()
-    lines = generate(seed=seed, complaints=complaints)
+    lines = generate(seed=seed, complaints=complaints, start=quarter_start(), days=QUARTER_DAYS)
     feed = directory / "events.jsonl"
     feed.write_text("\n".join(lines) + "\n", encoding="utf-8")
     print(f"generated {len(lines)} envelopes for {complaints} complaints (seed {seed}) -> {feed}", file=sys.stderr)

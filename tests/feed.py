@@ -11,13 +11,14 @@ LEAD = {"id": "emp-2001", "role": "team_lead", "unit": "huaian-cs"}
 
 
 class Feed:
-    def __init__(self) -> None:
+    def __init__(self, id_prefix: str = "src-") -> None:
         self.lines: list[str] = []
         self._ids = itertools.count(1)
+        self.id_prefix = id_prefix
 
     def envelope(self, kind: str, complaint: str, at: str, data: dict[str, Any] | None = None,
                  actor: dict[str, Any] | None = None, event_id: str | None = None) -> dict[str, Any]:
-        env = {"event_id": event_id or f"src-{next(self._ids):06d}", "type": f"complaint.{kind}",
+        env = {"event_id": event_id or f"{self.id_prefix}{next(self._ids):06d}", "type": f"complaint.{kind}",
                "complaint_id": complaint, "occurred_at": at, "actor": actor or AGENT, "data": data or {}}
         self.lines.append(json.dumps(env))
         return env

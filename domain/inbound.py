@@ -11,7 +11,9 @@ from domain.complaint import Complaint
 class DeadLetter(Aggregate):
     """An envelope refused with a SPEC reason code. `raw` is the line as text safe to store (sealed
     when it names a customer); `original` its bytes in base64 when the text is not exactly them;
-    `line_sha256` identifies the line, so the same line sent again is a duplicate (SPEC §2)."""
+    `line_sha256` identifies the line, so the same line sent again is a duplicate (SPEC §2).
+    `again`: a line refused before, evaluated again on request (`ingest --retry-refused`, `dlq
+    replay`) and refused again; it counts as a duplicate, not as a second rejection."""
 
     class Event(Complaint.Event):
         pass
@@ -22,7 +24,7 @@ class DeadLetter(Aggregate):
     @event("Recorded")
     def __init__(self, reason: str, message: str, raw: str, event_id: str | None,
                  complaint_id: str | None, type: str | None, source: str, line_sha256: str | None = None,
-                 length: int | None = None, original: str | None = None) -> None:
+                 length: int | None = None, original: str | None = None, again: bool = False) -> None:
         self.reason = reason
 
 

@@ -204,6 +204,8 @@ class KpiViewMixin:
                 penalties += updater.apply(event)
                 if event.event_id is not None:
                     ingest[(SPEC_TYPE[type(event).__name__], "accepted", "")] += 1
+            elif kind == "DeadLetter.Recorded" and getattr(event, "again", False):
+                ingest[(event.type or "", "duplicate", "")] += 1  # refused again on request: not a new rejection
             elif kind == "DeadLetter.Recorded":
                 ingest[(event.type or "", "rejected", event.reason)] += 1
             elif kind == "DuplicateDelivery.Recorded":

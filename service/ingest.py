@@ -431,17 +431,17 @@ class IngestService:
 
     def _refuse(self, batch: _Batch, raw: RawLine, refusal: Rejected, env: Envelope | None,
                 source: str, refused_before: bool) -> Outcome:
-        """A dead letter, once per line: a line refused before and evaluated again (retry) that is
-        refused again records nothing more."""
+        """A dead letter. A line refused before and evaluated again on request that is refused again
+        is marked `again`: it goes to the dead-letter topic again, and counts as a duplicate."""
         batch.refused.add(raw.sha256)
+        text, original = batch.sealed_line(raw, env)
+        batch.others.append(DeadLetter(
+            reason=refusal.reason, message=refusal.message, raw=text,
+            event_id=env.event_id if env else None, complaint_id=env.complaint_id if env else None,
+            type=env.type if env else None, source=source, line_sha256=raw.sha256, length=raw.length,
+            original=original, again=refused_before,
+        ))
         if not refused_before:
-            text, original = batch.sealed_line(raw, env)
-            batch.others.append(DeadLetter(
-                reason=refusal.reason, message=refusal.message, raw=text,
-                event_id=env.event_id if env else None, complaint_id=env.complaint_id if env else None,
-                type=env.type if env else None, source=source, line_sha256=raw.sha256, length=raw.length,
-                original=original,
-            ))
             batch.index.refused.append((raw.sha256, refusal.reason))
         return Outcome(REJECTED, raw.text, refusal.reason, refusal.message,
                        env.event_id if env else None, env.type if env else None, raw.original_b64)

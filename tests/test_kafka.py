@@ -286,7 +286,8 @@ def test_duplicate_messages_are_counted_once(postgres_url, topics):
         produce(env["RECOVERY_KAFKA_BOOTSTRAP"], env["RECOVERY_KAFKA_TOPIC"], lines + lines)
         wait_for(lambda: ingested(postgres_url) == 2 * len(lines), procs=(proc,))
     i = report(postgres_url)["ingest"]
-    assert (i["accepted"], i["duplicates"], i["rejected"]) == (31, 1 + 32, 8)
+    # every line sent again is a duplicate, a refused one included (SPEC §2)
+    assert (i["accepted"], i["duplicates"], i["rejected"]) == (31, 1 + 36, 4)
 
 
 def test_dlq_replay_resends_dead_letters_to_the_inbound_topic(postgres_url, topics):
@@ -300,9 +301,68 @@ def test_dlq_replay_resends_dead_letters_to_the_inbound_topic(postgres_url, topi
                                 text=True, timeout=120)
         assert replay.returncode == 0, replay.stderr
         assert "replayed 4 dead letters" in replay.stdout
-        # refused again (nothing was fixed upstream), counted again, and nothing else changes
+        # evaluated again and refused again (nothing was fixed upstream): counted as duplicates, back
+        # on the dead-letter topic for the next replay, and nothing else changes
         wait_for(lambda: ingested(postgres_url) == len(lines) + 4, procs=(proc,))
+        wait_for(lambda: len(read_topic(env["RECOVERY_KAFKA_BOOTSTRAP"], env["RECOVERY_KAFKA_DLQ_TOPIC"], 8, 10)) == 8)
     i = report(postgres_url)["ingest"]
-    assert (i["accepted"], i["rejected"]) == (31, 8)
+    assert (i["accepted"], i["rejected"], i["duplicates"]) == (31, 4, 1 + 4)
     inbound = read_topic(env["RECOVERY_KAFKA_BOOTSTRAP"], env["RECOVERY_KAFKA_TOPIC"], len(lines) + 4)
     assert sum(1 for m in inbound if any(k == "replayed_from" for k, _ in m.headers or [])) == 4
+
+
+def poison_messages() -> list[tuple[str, bytes]]:
+    """One message of every kind that used to stop `recovery serve` or poison its store."""
+    ok = json.loads(november_history().lines[0])
+
+    def env(**changes: object) -> bytes:
+        return json.dumps({**ok, "event_id": f"poison-{uuid.uuid4().hex[:8]}", **changes}).encode()
+
+    data = ok["data"]
+    return [
+        ("nested 100,000 deep", b"[" * 100_000 + b"]" * 100_000),
+        ("year 1", env(complaint_id="P1", occurred_at="0001-01-01T00:00:00+08:00")),
+        ("year 9999", env(complaint_id="P2", occurred_at="9999-12-31T23:59:59-08:00")),
+        ("lone surrogate", env(complaint_id="P3\ud800").replace(b"\\\\ud800", b"\\ud800")),
+        ("NUL in an id", env(complaint_id="P4\u0000")),
+        ("10,000-character id", env(complaint_id="P" * 10_000)),
+        ("NUL in a region", env(complaint_id="P5", data={**data, "region": "huai\u0000an"})),
+        ("5,000-character region", env(complaint_id="P6", data={**data, "region": "r" * 5_000})),
+        ("5,000-character handler", env(complaint_id="P7", data={
+            **data, "customer_tier": "vip", "responsible": {**data["responsible"], "handler": "h" * 5_000}})),
+        ("not UTF-8", b'{"event_id": "\xff\xfe", "type": "complaint.received"}'),
+        ("1.5 MB line", env(complaint_id="P8", data={**data, "summary": "x" * 1_500_000})),
+        ("an empty message", b""),
+    ]
+
+
+def test_serve_survives_a_poison_message_of_every_kind_between_valid_ones(postgres_url, topics, tmp_path):
+    env = topics(1)
+    valid = november_history().lines
+    poison = poison_messages()
+    messages: list[bytes] = []
+    for i, line in enumerate(valid):
+        messages.append(line.encode())
+        if i < len(poison):
+            messages.append(poison[i][1])
+    with serving(postgres_url, env, batch=7) as (proc,):
+        producer = KafkaProducer(bootstrap_servers=env["RECOVERY_KAFKA_BOOTSTRAP"], acks="all",
+                                 max_request_size=4_000_000)
+        for m in messages:
+            producer.send(env["RECOVERY_KAFKA_TOPIC"], value=m)
+        producer.flush()
+        producer.close()
+        refused = len(poison) - 1  # the empty message is a blank line: counted nowhere as an envelope
+        wait_for(lambda: ingested(postgres_url) == len(valid) + refused, procs=(proc,))
+        wait_for(lambda: value(scrape(proc), "recovery_outbox_lag_events") == 0, 30, (proc,))
+    live, reference = report(postgres_url), file_reference(tmp_path, valid)
+    assert live["totals"] == reference["totals"] and live["penalties"] == reference["penalties"]
+    assert live["ingest"]["rejected"] == reference["ingest"]["rejected"] + refused
+    assert live["ingest"]["rejected_by_reason"]["invalid_event"] == reference["ingest"]["rejected_by_reason"][
+        "invalid_event"] + refused
+    dead = read_topic(env["RECOVERY_KAFKA_BOOTSTRAP"], env["RECOVERY_KAFKA_DLQ_TOPIC"], 4 + refused)
+    # the dead-letter topic carries each refused message's bytes as they came (the first 64 KiB of
+    # one over the 1 MiB limit)
+    sent = {m for _, m in poison}
+    assert {m.value for m in dead if m.value in sent} >= {m for name, m in poison if name not in (
+        "1.5 MB line", "an empty message")}

@@ -443,5 +443,7 @@ class IngestService:
         ))
         if not refused_before:
             batch.index.refused.append((raw.sha256, refusal.reason))
+        if text == ERASED:  # its customer was erased: the dead-letter file keeps nothing of it either
+            raw = replace(raw, text=ERASED, original_b64=None)
         return Outcome(REJECTED, raw.text, refusal.reason, refusal.message,
                        env.event_id if env else None, env.type if env else None, raw.original_b64)

@@ -160,3 +160,35 @@ def test_the_keys_a_batch_of_follow_ups_seals_with_are_read_in_one_query(store_u
         platform.ingest_lines(f.lines[3:])
     assert [len(r) for r in reads] == [2]  # the two keys that left the cache, together
     assert SECRET not in raw_tables(store_url)
+
+
+def test_refused_lines_about_an_erased_customer_keep_nothing_in_the_store_or_the_dead_letter_file(
+        store, capsys, tmp_path):
+    """Refused lines that name a customer are sealed with the customer's key, in the store; the
+    dead-letter file beside it keeps them for the operator until `recovery erase` redacts them.
+    After the erasure a refused line about the customer keeps nothing of it, in the store or the file."""
+    def line(event_id: str, kind: str, data: dict, complaint: str = "C2") -> str:
+        return json.dumps({"event_id": event_id, "type": f"complaint.{kind}", "complaint_id": complaint,
+                           "occurred_at": "2026-11-25T10:00:00+08:00",
+                           "actor": {"id": "emp-1", "role": "hotline_agent", "unit": "huaian-cs"}, "data": data})
+
+    before = tmp_path / "before.jsonl"
+    before.write_text("\n".join([
+        line("r-1", "responded", {"channel": "pigeon", "summary": "Mr Wang, 138 0000 0000"}),  # invalid_event
+        line("r-2", "received", {"customer_id": "cust-A", "customer_tier": "gold", "summary": "Mr Wang"},
+             complaint="C99"),  # invalid_event, names the customer itself
+    ]) + "\n")
+    assert "rejected 2" in run(capsys, "ingest", str(before))
+    assert "Mr Wang" not in raw_tables(store)  # sealed in the store
+    dead = tmp_path / "dead.jsonl"
+    assert "Mr Wang" in dead.read_text()  # kept for the operator, outside the store
+
+    out = run(capsys, "erase", "cust-A")
+    assert "redacted 2 refused line(s)" in out
+    assert "Mr Wang" not in dead.read_text() and "138 0000" not in dead.read_text()
+    assert dead.stat().st_mode & 0o777 == 0o600
+
+    after = tmp_path / "after.jsonl"
+    after.write_text(line("r-3", "responded", {"channel": "pigeon", "summary": "Mr Wang once more"}) + "\n")
+    assert "rejected 1" in run(capsys, "ingest", str(after))
+    assert "Mr Wang" not in raw_tables(store) and "Mr Wang" not in dead.read_text()

@@ -22,6 +22,7 @@ from domain.timelimits import deadline_for, in_quiet_hours
 
 OPEN, RESOLVED, CLOSED = "open", "resolved", "closed"
 WATCHER = {"id": "deadline-watcher", "role": "system", "unit": None}
+REPEAT_DETECTOR = {"id": "repeat-detector", "role": "system", "unit": None}
 CONTACTS = ("complaint.responded", "complaint.resolved", "complaint.closed")
 REFUNDABLE_LIABILITY = ("company", "shared")
 
@@ -87,7 +88,9 @@ class Complaint(Aggregate):
         self.issue_key = data["issue_key"]
         self.responsible = dict(data["responsible"])
         self.repeat_of = repeat_of
+        self.repeat_explicit = bool(data.get("repeat_of"))  # named by the sender: never moved
         self.status = OPEN
+        self.satisfaction: str | None = None
         self.first_resolved_at: datetime | None = None
         self.deadline_missed = False
         self.liability: str | None = None
@@ -101,13 +104,17 @@ class Complaint(Aggregate):
         if kind in ("complaint.assigned", "complaint.apologised", "complaint.verified",
                     "complaint.compensated", "complaint.resolved") and self.status == CLOSED:
             raise InvalidTransition(f"{kind} on a closed complaint {self.complaint_id}")
-        if kind == "complaint.closed" and self.status != RESOLVED:
+        if kind == "complaint.closed" and self.status != RESOLVED and not self._second_return_visit():
             state = "already closed" if self.status == CLOSED else "not resolved"
             raise InvalidTransition(f"cannot close complaint {self.complaint_id}: {state}")
         if kind == "complaint.reopened" and self.status != CLOSED:
             raise InvalidTransition(f"cannot reopen complaint {self.complaint_id}: not closed")
         if kind == "complaint.compensated":
             self._check_compensation(env, policy)
+
+    def _second_return_visit(self) -> bool:
+        """SPEC §3.4: a closed complaint whose customer could not be reached may be closed again."""
+        return self.status == CLOSED and self.satisfaction == "unreachable"
 
     def _check_compensation(self, env: Envelope, policy: Policy) -> None:
         assert env.amount is not None
@@ -166,6 +173,12 @@ class Complaint(Aggregate):
         """The deadline passed strictly before `at` without a resolve, and no miss is recorded yet."""
         return self.first_resolved_at is None and not self.deadline_missed and self.deadline < at
 
+    def link_repeat(self, repeat_of: str) -> None:
+        """An earlier complaint of the same customer and issue arrived after this one: this one
+        repeats it (SPEC §2.1), from its own `received` on."""
+        self._repeat_linked(event_id=None, occurred_at=self.received_at, actor=REPEAT_DETECTOR,
+                            data={"repeat_of": repeat_of}, repeat_of=repeat_of)
+
     def miss_deadline(self) -> None:
         """Recorded by the deadline watcher, stamped with the deadline itself."""
         self._deadline_missed(event_id=None, occurred_at=self.deadline, actor=WATCHER, data={})
@@ -207,7 +220,7 @@ class Complaint(Aggregate):
         quiet_hours_violation: bool,
     ) -> None:
         self.status = RESOLVED
-        if self.first_resolved_at is None:
+        if self.first_resolved_at is None or occurred_at < self.first_resolved_at:
             self.first_resolved_at = occurred_at
 
     @event("Closed")
@@ -216,6 +229,7 @@ class Complaint(Aggregate):
         quiet_hours_violation: bool,
     ) -> None:
         self.status = CLOSED
+        self.satisfaction = data["satisfaction"]
 
     @event("Reopened")
     def _reopened(self, event_id: str, occurred_at: datetime, actor: dict, data: dict) -> None:
@@ -224,6 +238,10 @@ class Complaint(Aggregate):
     @event("Repeated")
     def _repeated(self, event_id: str, occurred_at: datetime, actor: dict, data: dict) -> None:
         pass
+
+    @event("RepeatLinked")
+    def _repeat_linked(self, event_id: None, occurred_at: datetime, actor: dict, data: dict, repeat_of: str) -> None:
+        self.repeat_of = repeat_of
 
     @event("DeadlineMissed")
     def _deadline_missed(

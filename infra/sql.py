@@ -71,6 +71,18 @@ class Dialect:
         else:
             self.executemany(cursor, f"DELETE FROM {table} WHERE {column} = ?", [(v,) for v in values])
 
+    def delete_keys(self, cursor: Any, table: str, columns: Sequence[str], keys: Sequence[Sequence[Any]]) -> None:
+        """DELETE the rows whose `columns` hold one of `keys` (text columns)."""
+        if not keys:
+            return
+        match = " AND ".join(f"{c} = ?" for c in columns)
+        if self.postgres:
+            cursor.execute(f"DELETE FROM {table} WHERE ({', '.join(columns)}) IN (SELECT * FROM unnest("
+                           + ", ".join("%s::text[]" for _ in columns) + "))",
+                           [list(column) for column in zip(*keys)])
+        else:
+            self.executemany(cursor, f"DELETE FROM {table} WHERE {match}", keys)
+
     def rows(self, cursor: Any, statement: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         cursor.execute(self.q(statement), tuple(params))
         return [dict(r) for r in cursor.fetchall()]

@@ -93,6 +93,12 @@ class BatchFacts:
         if facts.repeat_of:
             self.by_repeat_of[facts.repeat_of].append(facts)
 
+    def relink(self, facts: Facts, repeat_of: str | None) -> None:
+        if facts.repeat_of and facts in self.by_repeat_of[facts.repeat_of]:
+            self.by_repeat_of[facts.repeat_of].remove(facts)
+        if repeat_of:
+            self.by_repeat_of[repeat_of].append(facts)
+
     def repeats_of(self, uuid: str) -> list[Facts]:
         rows = self.dialect.rows(self.cursor, "SELECT uuid FROM kpi_complaints WHERE repeat_of = ?", (uuid,))
         self.preload(r["uuid"] for r in rows)

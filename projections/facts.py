@@ -9,7 +9,9 @@ never scans complaints or events.
 
 from __future__ import annotations
 
+import json
 import re
+from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from decimal import Decimal
@@ -85,6 +87,16 @@ class Facts:
     comp_points: int
     comp_voucher: int
     comp_cash: int
+    # Who is answerable when: the handler and team lead responsible at the deadline (assignments by
+    # their occurred_at), the handler when staff error was first verified, and every department head
+    # with the time they took over ([[at, who], ...] as JSON), for the repeat penalty's moment.
+    handler_at_deadline: str = ""
+    team_lead_at_deadline: str = ""
+    service_fault_at: int | None = None
+    service_fault_handler: str | None = None
+    department_heads: str = "[]"
+    latest_repeat_at: int | None = None  # the latest `received` of the complaints that repeat this one
+    assessed: str = "[]"  # the penalties these facts trigger (penalties_of), as JSON: what the read model holds
 
 
 FACT_FIELDS = [f.name for f in fields(Facts)]
@@ -101,9 +113,14 @@ def recovery_outcome(f: Facts) -> str | None:
         return "lost"
     if f.satisfaction == "dissatisfied" or f.latest_outcome in ("unresolved", "rejected") or f.upgrade_after_close:
         return "not_recovered"
-    if f.satisfaction == "neutral" or f.repeat_after_close:
+    if f.satisfaction == "neutral" or f.repeat_after_close or repeated_after_close(f):
         return "partially_recovered"
     return "recovered"
+
+
+def repeated_after_close(f: Facts) -> bool:
+    """A later complaint repeats this one, received at or after its latest closing."""
+    return f.closed_at is not None and f.latest_repeat_at is not None and f.latest_repeat_at >= f.closed_at
 
 
 def _bucket(prefix: str, seconds: float) -> str:
@@ -183,17 +200,64 @@ class FactsSource(Protocol):
     def get(self, uuid: str) -> Facts | None: ...
     def add(self, facts: Facts) -> None: ...
     def repeats_of(self, uuid: str) -> list[Facts]: ...
+    def relink(self, facts: Facts, repeat_of: str | None) -> None: ...
     def received_between(self, category: str, region: str, since: int, until: int) -> list[Facts]: ...
 
 
 SPEC_TYPE = {name: "complaint." + re.sub(r"(?<!^)([A-Z])", r"_\1", name).lower()
              for name in ("Received", "Assigned", "Apologised", "Verified", "Compensated",
                           "Escalated", "Responded", "Resolved", "Closed", "Reopened", "Repeated",
-                          "DeadlineMissed")}
+                          "DeadlineMissed", "RepeatLinked")}
+
+
+def department_head_at(f: Facts, at: int) -> str:
+    """The department head responsible for the complaint at `at` (by the assignments' occurred_at)."""
+    who = f.department_head
+    for since, head in json.loads(f.department_heads):
+        if since <= at:
+            who = head
+    return who
+
+
+def penalties_of(f: Facts, original: Facts | None, policy: Policy) -> list[Penalty]:
+    """Every penalty this complaint's facts trigger (SPEC §3.2), once per trigger and role, each at
+    the moment of its trigger: a function of the facts alone, so the same whatever order the
+    events arrived in. `original`: the complaint it repeats (itself for a `repeated` event)."""
+    p, out = policy, []
+    if f.missed:
+        out += [Penalty(f.uuid, "deadline_missed", "handler", f.handler_at_deadline, f.unit, f.deadline,
+                        fen(p.deadline_missed_handler)),
+                Penalty(f.uuid, "deadline_missed", "team_lead", f.team_lead_at_deadline, f.unit, f.deadline,
+                        fen(p.deadline_missed_team_lead))]
+        if f.channel in p.supervised_channels and f.channel_supervisor:
+            out.append(Penalty(f.uuid, "deadline_missed", "channel_supervisor", f.channel_supervisor, f.unit,
+                               f.deadline, fen(p.deadline_missed_channel_supervisor)))
+    if f.service_fault_at is not None:
+        out.append(Penalty(f.uuid, "service_fault", "handler", f.service_fault_handler or f.handler, f.unit,
+                           f.service_fault_at, fen(p.service_fault_handler)))
+    if original is not None and f.repeat_at is not None:
+        found = [t for t in (f.handling_fault_at, original.handling_fault_at) if t is not None]
+        if found:
+            at = max(f.repeat_at, min(found))
+            out.append(Penalty(f.uuid, "repeat_handling_fault", "department_head", department_head_at(original, at),
+                               original.unit, at, fen(p.repeat_handling_fault_department_head)))
+    return out
+
+
+def assessed(penalties: list[Penalty]) -> str:
+    return json.dumps(sorted([p.reason, p.role, p.who, p.unit, p.at, p.amount_fen, p.points_centi] for p in penalties),
+                      ensure_ascii=False)
+
+
+def from_assessed(uuid: str, text: str) -> list[Penalty]:
+    return [Penalty(uuid, *row) for row in json.loads(text)]
 
 
 class FactsUpdater:
-    """Applies one recorded complaint event to the facts it concerns; returns penalties triggered."""
+    """Applies one recorded complaint event to the facts it concerns. Whatever depends on other
+    complaints (repeat links, major batches) is judged on their `received` times, never on the
+    order the events arrived in; penalties follow from the facts (penalties_of). Returns the
+    `unrecorded` points penalty a `received` triggers: the only one capped per unit and month."""
 
     def __init__(self, source: FactsSource, policy: Policy, complaint_uuid: Callable[[str], Any]):
         self.source, self.policy, self.complaint_uuid = source, policy, complaint_uuid
@@ -207,12 +271,18 @@ class FactsUpdater:
             return []
         at = to_us(event.occurred_at)
         handler = getattr(self, f"_{SPEC_TYPE[name].split('.')[1]}")
-        return handler(f, event, at) or []
+        handler(f, event, at)
+        return []
+
+    def original(self, f: Facts) -> Facts | None:
+        """The complaint `f` repeats (itself when it got only `repeated` events); None if not a repeat."""
+        if f.repeat_at is None:
+            return None
+        return (self.source.get(f.repeat_of) if f.repeat_of else None) or f
 
     def _received(self, e: Any) -> list[Penalty]:
         d, at = e.data, to_us(e.occurred_at)
         resp = d["responsible"]
-        repeat_of = self.complaint_uuid(e.repeat_of).hex if e.repeat_of else None
         f = Facts(
             uuid=e.originator_id.hex, complaint_id=e.complaint_id, received_at=at,
             day=e.occurred_at.astimezone(self.policy.timezone).date().isoformat(),
@@ -220,70 +290,76 @@ class FactsUpdater:
             category=d["category"], channel=d["channel"], deadline=to_us(e.deadline),
             handler=resp["handler"], team_lead=resp["team_lead"],
             department_head=resp["department_head"], channel_supervisor=resp.get("channel_supervisor"),
-            repeat_of=repeat_of, repeat_at=at if repeat_of else None, upgraded=int(e.upgraded),
+            repeat_of=None, repeat_at=None, upgraded=int(e.upgraded),
             sensitive=int(bool(d.get("sensitive"))), transferred=0, status="open",
             first_resolved_at=None, first_outcome=None, latest_outcome=None, first_response_at=None,
             closed_at=None, satisfaction=None, retained=None, repeat_after_close=0, upgrade_after_close=0, missed=0,
             service_fault=0, handling_fault_at=None, quiet_violations=0, major_batch=0,
             comp_refund=0, comp_credit=0, comp_gift=0, comp_points=0, comp_voucher=0, comp_cash=0,
+            handler_at_deadline=resp["handler"], team_lead_at_deadline=resp["team_lead"],
         )
         self.source.add(f)
         self._detect_major_batch(f)
-        penalties = []
+        if e.repeat_of:
+            self._link(f, self.complaint_uuid(e.repeat_of).hex)
         if d.get("unrecorded_by_unit"):
-            penalties.append(Penalty(f.uuid, "unrecorded", "unit", d["unrecorded_by_unit"], d["unrecorded_by_unit"], at,
-                                     points_centi=fen(self.policy.unrecorded_points)))
-        if repeat_of:
-            earlier = self.source.get(repeat_of)
+            return [Penalty(f.uuid, "unrecorded", "unit", d["unrecorded_by_unit"], d["unrecorded_by_unit"], at,
+                            points_centi=fen(self.policy.unrecorded_points))]
+        return []
+
+    def _link(self, f: Facts, original: str | None) -> None:
+        """`f` repeats `original` from its own `received` on (a link found later moves it)."""
+        before = f.repeat_of
+        self.source.relink(f, original)
+        f.repeat_of = original
+        f.repeat_at = f.received_at if original else f.repeat_at
+        for uuid in (before, original):
+            earlier = self.source.get(uuid) if uuid else None
             if earlier is not None:
-                if _after_close(earlier, at):
-                    earlier.repeat_after_close = 1
-                penalties += self._repeat_fault(f, earlier)
-        return penalties
+                times = [r.received_at for r in self.source.repeats_of(earlier.uuid)]
+                earlier.latest_repeat_at = max(times, default=None)
 
     def _detect_major_batch(self, f: Facts) -> None:
-        """重大批量投诉: many customers, one cause. Marks every member of a window that qualifies."""
-        window = self.policy.batch_window_minutes * 60_000_000
-        for since, until in ((f.received_at - window, f.received_at), (f.received_at, f.received_at + window)):
-            members = self.source.received_between(f.category, f.region, since, until)
-            if len(members) >= self.policy.batch_threshold:
-                for member in members:
-                    member.major_batch = 1
+        """重大批量投诉: many customers, one cause. Every window of the policy's length holding this
+        complaint's `received` is checked, so each member of a qualifying window is marked
+        whichever complaint arrives last."""
+        window, threshold = self.policy.batch_window_minutes * 60_000_000, self.policy.batch_threshold
+        near = self.source.received_between(f.category, f.region, f.received_at - window, f.received_at + window)
+        times = [m.received_at for m in near]
+        for i, member in enumerate(near):
+            if member.received_at > f.received_at:
+                break
+            j = bisect_right(times, member.received_at + window)
+            if member.received_at + window >= f.received_at and j - i >= threshold:
+                for other in near[i:j]:
+                    other.major_batch = 1
 
-    def _repeat_fault(self, repeat: Facts, original: Facts) -> list[Penalty]:
-        """300 to the original's department head once a handling fault is found on either side."""
-        found = [t for t in (repeat.handling_fault_at, original.handling_fault_at) if t is not None]
-        if repeat.repeat_at is None or not found:
-            return []
-        at = max(repeat.repeat_at, min(found))
-        return [Penalty(repeat.uuid, "repeat_handling_fault", "department_head",
-                        original.department_head, original.unit, at,
-                        fen(self.policy.repeat_handling_fault_department_head))]
-
-    def _original(self, f: Facts) -> Facts:
-        return (self.source.get(f.repeat_of) if f.repeat_of else None) or f
+    def _repeat_linked(self, f: Facts, e: Any, at: int) -> None:
+        self._link(f, self.complaint_uuid(e.repeat_of).hex)
 
     def _assigned(self, f: Facts, e: Any, at: int) -> None:
+        to = e.data["to"]
         for role in ("handler", "team_lead", "department_head"):
-            if e.data["to"].get(role):
-                setattr(f, role, e.data["to"][role])
+            if to.get(role):
+                setattr(f, role, to[role])
+        if at <= f.deadline:
+            f.handler_at_deadline = to.get("handler") or f.handler_at_deadline
+            f.team_lead_at_deadline = to.get("team_lead") or f.team_lead_at_deadline
+        if to.get("department_head"):
+            f.department_heads = json.dumps([*json.loads(f.department_heads), [at, to["department_head"]]],
+                                            ensure_ascii=False)
+            self.source.repeats_of(f.uuid)  # loaded, so their penalties are assessed again
         f.transferred = 1
 
     def _apologised(self, f: Facts, e: Any, at: int) -> None:
         pass
 
-    def _verified(self, f: Facts, e: Any, at: int) -> list[Penalty]:
-        penalties = []
+    def _verified(self, f: Facts, e: Any, at: int) -> None:
         if e.data["service_fault"] and not f.service_fault:
-            f.service_fault = 1
-            penalties.append(Penalty(f.uuid, "service_fault", "handler", f.handler, f.unit, at,
-                                     fen(self.policy.service_fault_handler)))
+            f.service_fault, f.service_fault_at, f.service_fault_handler = 1, at, f.handler
         if e.data["handling_fault"] and f.handling_fault_at is None:
             f.handling_fault_at = at
-            penalties += self._repeat_fault(f, self._original(f))
-            for later in self.source.repeats_of(f.uuid):
-                penalties += self._repeat_fault(later, f)
-        return penalties
+            self.source.repeats_of(f.uuid)  # loaded, so their penalties are assessed again
 
     def _compensated(self, f: Facts, e: Any, at: int) -> None:
         kind = f"comp_{e.data['kind']}"
@@ -306,7 +382,7 @@ class FactsUpdater:
 
     def _resolved(self, f: Facts, e: Any, at: int) -> None:
         self._contact(f, e, at)
-        if f.first_resolved_at is None:
+        if f.first_resolved_at is None or at < f.first_resolved_at:  # the earliest resolve is the first
             f.first_resolved_at, f.first_outcome = at, e.data["outcome"]
         f.latest_outcome, f.status = e.data["outcome"], "resolved"
 
@@ -320,22 +396,11 @@ class FactsUpdater:
     def _reopened(self, f: Facts, e: Any, at: int) -> None:
         f.status, f.transferred = "open", 1
 
-    def _repeated(self, f: Facts, e: Any, at: int) -> list[Penalty]:
+    def _repeated(self, f: Facts, e: Any, at: int) -> None:
         if _after_close(f, at):
             f.repeat_after_close = 1
-        if f.repeat_at is not None:
-            return []
-        f.repeat_at = at
-        return self._repeat_fault(f, self._original(f))
+        if f.repeat_at is None or at < f.repeat_at:
+            f.repeat_at = at
 
-    def _deadline_missed(self, f: Facts, e: Any, at: int) -> list[Penalty]:
+    def _deadline_missed(self, f: Facts, e: Any, at: int) -> None:
         f.missed = 1
-        p = self.policy
-        penalties = [
-            Penalty(f.uuid, "deadline_missed", "handler", f.handler, f.unit, at, fen(p.deadline_missed_handler)),
-            Penalty(f.uuid, "deadline_missed", "team_lead", f.team_lead, f.unit, at, fen(p.deadline_missed_team_lead)),
-        ]
-        if f.channel in p.supervised_channels and f.channel_supervisor:
-            penalties.append(Penalty(f.uuid, "deadline_missed", "channel_supervisor",
-                                     f.channel_supervisor, f.unit, at, fen(p.deadline_missed_channel_supervisor)))
-        return penalties

@@ -17,7 +17,16 @@ from domain.complaint import Complaint, complaint_uuid
 from domain.policy import Policy
 from infra.privacy import Keyring, key_ids, unseal, unseal_data
 from infra.store import RecoveryApplication
-from projections.facts import COMPENSATION_KINDS, SPEC_TYPE, Facts, FactsUpdater, Penalty, contributions, recovery_outcome
+from projections.facts import (
+    COMPENSATION_KINDS,
+    SPEC_TYPE,
+    Facts,
+    FactsUpdater,
+    Penalty,
+    contributions,
+    penalties_of,
+    recovery_outcome,
+)
 from projections.report import money
 
 
@@ -40,6 +49,9 @@ class _Facts:
     def repeats_of(self, uuid: str) -> list[Facts]:
         return [f for f in self.facts.values() if f.repeat_of == uuid]
 
+    def relink(self, facts: Facts, repeat_of: str | None) -> None:
+        pass  # repeats_of reads the facts' own links
+
     def received_between(self, category: str, region: str, since: int, until: int) -> list[Facts]:
         return []  # major batches are not part of one complaint's history
 
@@ -55,9 +67,13 @@ def complaint_history(app: RecoveryApplication, policy: Policy, complaint_id: st
     if not events:
         when = f" as of {as_of.isoformat()}" if as_of else ""
         raise UnknownComplaint(f"unknown_complaint: no complaint {complaint_id!r} recorded{when}")
+    complaint: Complaint | None = None
+    for event in events:
+        complaint = event.mutate(complaint)
+    assert complaint is not None
     linked = []
-    if events[0].repeat_of:
-        linked += _recorded(app, complaint_uuid(events[0].repeat_of), as_of)
+    if complaint.repeat_of:
+        linked += _recorded(app, complaint_uuid(complaint.repeat_of), as_of)
     with app.datastore.transaction(commit=False) as c:
         repeats = app.dialect.rows(c, "SELECT uuid FROM kpi_complaints WHERE repeat_of = ?", (uuid.hex,))
     for row in repeats:
@@ -69,12 +85,9 @@ def complaint_history(app: RecoveryApplication, policy: Policy, complaint_id: st
     for event in sorted([*events, *linked], key=lambda e: (e.timestamp, str(e.originator_id), e.originator_version)):
         triggered = updater.apply(event)
         penalties += [p for p in triggered if p.complaint == uuid.hex]
-    complaint: Complaint | None = None
-    for event in events:
-        complaint = event.mutate(complaint)
-    assert complaint is not None
     f = facts.get(uuid.hex)
     assert f is not None
+    penalties += penalties_of(f, updater.original(f), policy)
     keys, missing = Keyring(app).readable(key_ids(e.data for e in events))
     return _document(complaint, f, events, penalties, policy, as_of, keys, missing)
 
@@ -112,7 +125,7 @@ def _document(complaint: Complaint, f: Facts, events: list[Any], penalties: list
             "reason": p.reason, "role": p.role, "who": p.who, "unit": p.unit,
             "at": from_us(p.at).astimezone(tz).isoformat(), "amount": money(p.amount_fen),
             "points": money(p.points_centi),
-        } for p in penalties],
+        } for p in sorted(penalties, key=lambda p: (p.at, p.reason, p.role))],
         "events": [_entry(e, tz, keys, missing) for e in events],
     }
 

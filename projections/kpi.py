@@ -31,14 +31,17 @@ from projections.facts import (
     Facts,
     FactsUpdater,
     Penalty,
+    assessed,
     contributions,
     fact_values,
+    from_assessed,
+    penalties_of,
 )
 
 _INT_FACTS = {"received_at", "deadline", "repeat_at", "upgraded", "sensitive", "transferred",
               "first_resolved_at", "first_response_at", "closed_at", "retained", "repeat_after_close",
               "upgrade_after_close", "missed", "service_fault", "handling_fault_at",
-              "quiet_violations", "major_batch"} | {f for f in FACT_FIELDS if f.startswith("comp_")}
+              "quiet_violations", "major_batch", "service_fault_at", "latest_repeat_at"} | {f for f in FACT_FIELDS if f.startswith("comp_")}
 
 FACT_TYPES = tuple("bigint" if f in _INT_FACTS else "text" for f in FACT_FIELDS)
 TABLES = [
@@ -79,7 +82,7 @@ TABLES = [
     "CREATE TABLE IF NOT EXISTS kpi_faults (position BIGINT PRIMARY KEY, error TEXT NOT NULL)",
 ]
 VIEW_WRITER_LOCK = 7_270_128
-SCHEMA_VERSION = 3  # bump when tables or COUNTERS change: an older read model is rebuilt from the log
+SCHEMA_VERSION = 4  # bump when tables or COUNTERS change: an older read model is rebuilt from the log
 VIEW_TABLES = ("kpi_complaints", "kpi_daily", "kpi_totals", "kpi_penalties", "kpi_penalty_daily", "kpi_penalty_totals",
                "kpi_ingest", "kpi_faults")
 
@@ -196,7 +199,7 @@ class KpiViewMixin:
         for lo, hi in _spans(received, 2 * window):
             batch.preload_received(lo - window, hi + window)
         updater = FactsUpdater(batch, self.policy, complaint_uuid)
-        penalties: list[Penalty] = []
+        penalties: list[Penalty] = []  # triggered (the unrecorded points); the others follow from the facts
         ingest: dict[tuple[str, str, str], int] = defaultdict(int)
         for event, _ in items:
             kind = type(event).__qualname__
@@ -210,13 +213,32 @@ class KpiViewMixin:
                 ingest[(event.type or "", "rejected", event.reason)] += 1
             elif kind == "DuplicateDelivery.Recorded":
                 ingest[(event.type or "", "duplicate", "")] += 1
+        withdrawn = self._assess(batch, updater, penalties)
         self._write_facts(c, batch)
-        self._write_penalties(c, penalties)
+        self._write_penalties(c, penalties, withdrawn)
         self.dialect.insert(
             c, "kpi_ingest", ("type", "result", "reason", "n"), ("text", "text", "text", "bigint"),
             [(*k, n) for k, n in ingest.items()],
             _adding("kpi_ingest", ("type", "result", "reason"), ("n",)))
         return batch
+
+    def _assess(self, batch: BatchFacts, updater: FactsUpdater, penalties: list[Penalty]) -> list[Penalty]:
+        """Penalties again for every complaint the batch touched: new ones join `penalties`; those
+        its facts no longer trigger (a transfer before the deadline that arrived after the miss, a
+        repeat link moved to a later-arriving twin) are returned, to be withdrawn."""
+        withdrawn = []
+        for f in list(batch.facts.values()):  # an original looked up below joins the batch unchanged
+            if f is None:
+                continue
+            now = penalties_of(f, updater.original(f), self.policy)
+            text = assessed(now)
+            if text == f.assessed:
+                continue
+            before = set(from_assessed(f.uuid, f.assessed))
+            withdrawn += [p for p in before if p not in now]
+            penalties += [p for p in now if p not in before]
+            f.assessed = text
+        return withdrawn
 
     def _write_facts(self, c: Any, batch: BatchFacts) -> None:
         cohorts: dict[tuple[str, ...], dict[str, int]] = {}  # counter deltas per (day, *DIMENSIONS)
@@ -252,24 +274,39 @@ class KpiViewMixin:
             c, "kpi_totals", ("tier", "region", *COUNTERS), ("text",) * 2 + ("bigint",) * len(COUNTERS),
             _rows(totals), _adding("kpi_totals", ("tier", "region"), COUNTERS))
 
-    def _write_penalties(self, c: Any, penalties: list[Penalty]) -> None:
-        """Once per complaint, trigger and role; unrecorded points stop at the monthly cap (扣完为止)."""
+    def _write_penalties(self, c: Any, penalties: list[Penalty], withdrawn: list[Penalty]) -> None:
+        """Assessed once per complaint, trigger and role (a withdrawn one first leaves the sums);
+        unrecorded points stop at the monthly cap (扣完为止)."""
         cap = int(self.policy.unrecorded_monthly_points_cap * 100)
         used: dict[tuple[str, str], int] = {}
-        # Only triggers not assessed before count toward the monthly totals.
-        seen = {(r["complaint"], r["reason"], r["role"]) for r in self.dialect.rows_in(
-            c, "SELECT complaint, reason, role FROM kpi_penalties", "complaint", sorted({p.complaint for p in penalties}))}
-        rows = []
         totals: dict[tuple[str, str, str], list[int]] = {}
         daily: dict[tuple[str, str, str, str], list[int]] = {}
+
+        def count(p: Penalty, points: int, sign: int) -> tuple[str, str]:
+            local = from_us(p.at).astimezone(self.policy.timezone)
+            day, month = local.date().isoformat(), local.strftime("%Y-%m")
+            for total in (totals.setdefault((month, p.unit, p.reason), [0, 0, 0]),
+                          daily.setdefault((day, p.who, p.reason, month), [0, 0, 0])):
+                total[0] += sign
+                total[1] += sign * p.amount_fen
+                total[2] += sign * points
+            return day, month
+
+        for p in withdrawn:
+            count(p, p.points_centi, -1)
+        self.dialect.delete_keys(c, "kpi_penalties", ("complaint", "reason", "role"),
+                                 [(p.complaint, p.reason, p.role) for p in withdrawn])
+        unrecorded = sorted({p.complaint for p in penalties if p.reason == "unrecorded"})
+        seen = {(r["complaint"], r["reason"], r["role"]) for r in self.dialect.rows_in(
+            c, "SELECT complaint, reason, role FROM kpi_penalties", "complaint", unrecorded)} if unrecorded else set()
+        rows = []
         for p in penalties:
             if (p.complaint, p.reason, p.role) in seen:
                 continue
             seen.add((p.complaint, p.reason, p.role))
-            local = from_us(p.at).astimezone(self.policy.timezone)
-            day, month = local.date().isoformat(), local.strftime("%Y-%m")
             points = p.points_centi
             if p.reason == "unrecorded":
+                month = from_us(p.at).astimezone(self.policy.timezone).strftime("%Y-%m")
                 key = (p.who, month)
                 if key not in used:
                     total = self.dialect.rows(
@@ -278,12 +315,8 @@ class KpiViewMixin:
                     used[key] = int(total[0]["s"])
                 points = max(0, min(points, cap - used[key]))
                 used[key] += points
+            day, month = count(p, points, 1)
             rows.append((p.complaint, p.reason, p.role, p.who, p.unit, p.at, day, month, p.amount_fen, points))
-            for total in (totals.setdefault((month, p.unit, p.reason), [0, 0, 0]),
-                          daily.setdefault((day, p.who, p.reason, month), [0, 0, 0])):
-                total[0] += 1
-                total[1] += p.amount_fen
-                total[2] += points
         self.dialect.insert(
             c, "kpi_penalties", ("complaint", "reason", "role", "who", "unit", "at", "day", "month", "amount_fen",
                                  "points_centi"), ("text",) * 5 + ("bigint", "text", "text", "bigint", "bigint"), rows,

@@ -157,15 +157,38 @@ class _Batch:
                 self.complaints[complaint_id] = None
         return self.complaints[complaint_id]
 
+    def twins(self, env: Envelope, window_days: int) -> list[tuple[int, str]]:
+        """(received, complaint) of the customer's other complaints on the same issue within the
+        window either side of this one, from the index and this batch."""
+        at, window = to_us(env.occurred_at), window_days * 86_400_000_000
+        key = (self.lookups[env.data["customer_id"]], env.data["issue_key"])
+        return sorted({(r, c) for cust, issue, r, c in self.issues
+                       if (cust, issue) == key and abs(r - at) <= window and c != env.complaint_id})
+
     def detect_repeat(self, env: Envelope, window_days: int) -> str | None:
+        """The complaint this one repeats: the sender's `repeat_of`, else the most recent earlier
+        twin by `received` (ties broken by complaint id, so arrival order never decides)."""
         if env.data.get("repeat_of"):
             return env.data["repeat_of"]
-        until = to_us(env.occurred_at)
-        since = to_us(env.occurred_at - timedelta(days=window_days))
-        key = (self.lookups[env.data["customer_id"]], env.data["issue_key"])
-        candidates = [(r, c) for cust, issue, r, c in self.issues
-                      if (cust, issue) == key and since <= r <= until and c != env.complaint_id]
-        return max(candidates)[1] if candidates else None
+        me = (to_us(env.occurred_at), env.complaint_id)
+        earlier = [t for t in self.twins(env, window_days) if t < me]
+        return earlier[-1][1] if earlier else None
+
+    def link_later_twins(self, env: Envelope, window_days: int) -> None:
+        """SPEC §2.1: an earlier complaint that arrives after later ones of the same customer and
+        issue becomes what each of those repeats, where it is closer than what they repeated."""
+        me = (to_us(env.occurred_at), env.complaint_id)
+        twins = self.twins(env, window_days)
+        received = {c: r for r, c in twins}
+        for r, c in twins:
+            if (r, c) <= me:
+                continue
+            later = self.complaint(c)
+            if later is None or later.repeat_explicit:
+                continue
+            linked = later.repeat_of
+            if linked is None or (linked in received and (received[linked], linked) < me):
+                later.link_repeat(env.complaint_id)
 
 
 def _ANY_COMPLAINT(complaint_id: str) -> bool:
@@ -399,7 +422,7 @@ class IngestService:
                repeat_of: str | None, due: list[tuple[int, str]]) -> None:
         batch.index.inbound.append((env.event_id, env.complaint_id))
         lookup = batch.lookups.get(env.data.get("customer_id", ""))
-        env = batch.sealed(env, complaint)
+        plain, env = env, batch.sealed(env, complaint)
         if complaint is None:
             complaint = Complaint.receive(env, self.policy, repeat_of)
             batch.complaints[env.complaint_id] = complaint
@@ -410,8 +433,13 @@ class IngestService:
             issue = (lookup, env.data["issue_key"], to_us(env.occurred_at), env.complaint_id)
             batch.index.customer_issues.append(issue)
             batch.issues.append(issue)
+            if lookup is not None:
+                batch.link_later_twins(plain, self.policy.repeat_window_days)
             return
         first_resolve = env.type == "complaint.resolved" and complaint.first_resolved_at is None
+        if first_resolve and complaint.is_overdue(env.occurred_at):
+            # The allowed lateness delays the watcher, it never forgives a late resolve (SPEC §3.1).
+            complaint.miss_deadline()
         complaint.record(env, self.policy)
         if first_resolve:
             batch.index.deadlines[env.complaint_id] = None

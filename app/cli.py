@@ -37,6 +37,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     platform = Platform()
     summary: Counter[str] = Counter()
     reasons: Counter[str] = Counter()
+    unknown: Counter[str] = Counter()
     dead_path = platform.dead_letter_path()
     total = path.stat().st_size
     try:
@@ -49,6 +50,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             def record(outcomes: list[Any]) -> None:
                 for o in outcomes:
                     summary[o.result] += 1
+                    unknown.update(o.unknown_fields)
                     if o.reason:
                         reasons[o.reason] += 1
                         entry = {"line": o.raw, "reason": o.reason, "message": o.message, "source": str(path)}
@@ -64,6 +66,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     print(f"accepted {summary['accepted']}, duplicates {summary['duplicate']}, "
           f"rejected {summary['rejected']}" + (f" ({by_reason})" if by_reason else "")
           + f", blank {summary['blank']}")
+    if unknown:
+        print("unknown fields (tolerated, not recorded): "
+              + ", ".join(f"{k} {n}" for k, n in sorted(unknown.items())))
     if summary["rejected"]:
         print(f"dead letters: {dead_path}")
     return 0

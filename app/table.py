@@ -43,6 +43,8 @@ def render_table(report: dict[str, Any]) -> str:
     reasons = ", ".join(f"{k} {v}" for k, v in sorted(i["rejected_by_reason"].items()))
     out += ["", f"ingest (all time): accepted {i['accepted']}, duplicates {i['duplicates']}, "
             f"rejected {i['rejected']}" + (f" ({reasons})" if reasons else "")]
+    if i.get("unknown_fields"):
+        out += ["unknown fields (tolerated): " + ", ".join(f"{k} {n}" for k, n in sorted(i["unknown_fields"].items()))]
     return "\n".join(out)
 
 

@@ -41,3 +41,18 @@ class DuplicateDelivery(Aggregate):
     @event("Recorded")
     def __init__(self, event_id: str | None, complaint_id: str | None, type: str | None, source: str) -> None:
         self.event_id = event_id
+
+
+class UnknownFields(Aggregate):
+    """Keys the contract does not define, counted by "<type>.<path>" over one batch's accepted
+    envelopes (SPEC §2: tolerated, and counted, so a misspelt key is seen)."""
+
+    class Event(Complaint.Event):
+        pass
+
+    class Created(Event, Aggregate.Created):
+        pass
+
+    @event("Recorded")
+    def __init__(self, counts: dict[str, int], source: str) -> None:
+        self.counts = counts

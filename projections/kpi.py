@@ -23,6 +23,7 @@ from domain.complaint import complaint_uuid
 from domain.policy import Policy
 from infra.sql import POSTGRES, SQLITE, Dialect
 from projections.batchfacts import BatchFacts, FactsCache
+from projections.report import UNKNOWN_FIELD
 from projections.facts import (
     COUNTERS,
     DIMENSIONS,
@@ -211,6 +212,9 @@ class KpiViewMixin:
                 ingest[(event.type or "", "duplicate", "")] += 1  # refused again on request: not a new rejection
             elif kind == "DeadLetter.Recorded":
                 ingest[(event.type or "", "rejected", event.reason)] += 1
+            elif kind == "UnknownFields.Recorded":
+                for key, n in event.counts.items():
+                    ingest[(key, UNKNOWN_FIELD, "")] += n
             elif kind == "DuplicateDelivery.Recorded":
                 ingest[(event.type or "", "duplicate", "")] += 1
         withdrawn = self._assess(batch, updater, penalties)

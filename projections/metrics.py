@@ -30,7 +30,7 @@ from prometheus_client.registry import Collector
 from domain import clock
 from domain.policy import Policy
 from projections.facts import COUNTERS, HOUR_BUCKETS
-from projections.report import rates, sum_counters
+from projections.report import UNKNOWN_FIELD, rates, sum_counters
 
 RATES = (  # metric name, report field
     ("recovery_repeat_ratio", "repeat_rate", "Repeat complaints / complaints received"),
@@ -135,6 +135,8 @@ class KpiCollector(Collector):
                                      "(accepted, duplicate, rejected with its reason code)",
                                      labels=["type", "result", "reason"])
         for r in sorted(rows, key=lambda r: (r["type"], r["result"], r["reason"])):
+            if r["result"] == UNKNOWN_FIELD:
+                continue  # keys are the senders' choice: in the report, never as labels
             family.add_metric([r["type"], r["result"], r["reason"]], int(r["n"]))
         yield family
 

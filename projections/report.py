@@ -116,12 +116,18 @@ def _penalties(dialect: Dialect, cursor: Any, lo: str, hi: str) -> list[dict[str
     return out
 
 
+UNKNOWN_FIELD = "unknown_field"  # kpi_ingest rows counting a key the contract does not define, by "<type>.<path>"
+
+
 def _ingest(dialect: Dialect, cursor: Any) -> dict[str, Any]:
     rows = dialect.rows(cursor, "SELECT type, result, reason, n FROM kpi_ingest")
-    counts = {"accepted": 0, "duplicates": 0, "rejected": 0, "rejected_by_reason": {}}
+    counts: dict[str, Any] = {"accepted": 0, "duplicates": 0, "rejected": 0, "rejected_by_reason": {},
+                              "unknown_fields": {}}
     for r in rows:
         n = int(r["n"])
-        if r["result"] == "accepted":
+        if r["result"] == UNKNOWN_FIELD:
+            counts["unknown_fields"][r["type"]] = n
+        elif r["result"] == "accepted":
             counts["accepted"] += n
         elif r["result"] == "duplicate":
             counts["duplicates"] += n

@@ -23,7 +23,7 @@ from domain.clock import from_us, to_us
 from domain.complaint import Complaint, complaint_uuid
 from domain.envelope import Envelope, parse_line
 from domain.errors import ComplaintExists, InvalidEvent, Rejected, UnknownComplaint
-from domain.inbound import DeadLetter, DuplicateDelivery
+from domain.inbound import DeadLetter, DuplicateDelivery, UnknownFields
 from domain.policy import Policy
 from domain.rawline import RawLine, storable
 from infra.memory import Recent
@@ -44,6 +44,7 @@ class Outcome:
     event_id: str | None = None
     type: str | None = None
     original: str | None = None  # the line's bytes in base64, when `raw` is not exactly them
+    unknown_fields: tuple[str, ...] = ()  # keys the contract does not define ("<type>.<path>")
 
 
 class _LineFault(Exception):
@@ -73,6 +74,7 @@ class _Batch:
         self.seen: set[str] = set()
         self.issues: list[tuple[str, str, int, str]] = []  # known and new (customer, issue, received, complaint)
         self.refused: set[str] = set()  # sha256 of the lines this batch refused
+        self.unknown: dict[str, int] = {}  # keys the contract does not define, by "<type>.<path>"
         self.checked: set[str] = set()  # complaint ids whose existence was looked up in one query
         self.known: set[str] = set()  # ... and those that exist
         self.keyring: Keyring = service.keyring
@@ -191,7 +193,32 @@ class _Batch:
                 later.link_repeat(env.complaint_id)
 
 
+# A sender choosing keys must not grow the read model without bound: keys are cut, and a batch
+# records the most frequent ones, the rest under one name.
+MAX_KEY, MAX_KEYS = 200, 50
+OTHER_KEYS = "(other keys)"
+
+
+def _bounded(counts: dict[str, int]) -> dict[str, int]:
+    if len(counts) <= MAX_KEYS:
+        return counts
+    kept = dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:MAX_KEYS - 1])
+    kept[OTHER_KEYS] = sum(counts.values()) - sum(kept.values())
+    return kept
+
+
 def _ANY_COMPLAINT(complaint_id: str) -> bool:
+    return True
+
+
+def _storable_text(value: Any) -> bool:
+    """A non-empty string that is valid Unicode (no lone surrogate an escape may have made)."""
+    if not isinstance(value, str) or not value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
     return True
 
 
@@ -202,10 +229,10 @@ def _named(text: str) -> Envelope | None:
         raw = json.loads(text)
     except Exception:  # noqa: BLE001 - not JSON (or too deep to read): it names nobody we can tell
         return None
-    if not isinstance(raw, dict) or not isinstance(raw.get("complaint_id"), str):
+    if not isinstance(raw, dict) or not _storable_text(raw.get("complaint_id")):
         return None
     data = raw.get("data") if isinstance(raw.get("data"), dict) else {}
-    kind = raw.get("type") if raw.get("type") == "complaint.received" and isinstance(data.get("customer_id"), str) \
+    kind = raw.get("type") if raw.get("type") == "complaint.received" and _storable_text(data.get("customer_id")) \
         else "complaint.unknown"
     return Envelope(event_id="", type=kind, complaint_id=raw["complaint_id"], occurred_at=datetime.min,
                     actor={}, data={"customer_id": data["customer_id"]} if kind == "complaint.received" else {})
@@ -392,10 +419,15 @@ class IngestService:
             except Exception as error:
                 raise _LineFault(i, error) from None
             batch.seen.add(env.event_id)
-            outcomes.append(Outcome(ACCEPTED, raw.text, event_id=env.event_id, type=env.type))
+            for key in env.unknown_fields:
+                batch.unknown[key[:MAX_KEY]] = batch.unknown.get(key[:MAX_KEY], 0) + 1
+            outcomes.append(Outcome(ACCEPTED, raw.text, event_id=env.event_id, type=env.type,
+                                    unknown_fields=env.unknown_fields))
         if clock is not None:
             self._record_missed(batch, due, clock)
             batch.index.watcher_clock = to_us(clock)
+        if batch.unknown:
+            batch.others.append(UnknownFields(_bounded(batch.unknown), origins[0] if origins else ""))
         if self.owns is _ANY_COMPLAINT and (batch.complaints or batch.others):
             self._writer_token = batch.index.writer_token = secrets.randbits(62)
         if len(self.recorded) > 20_000:
@@ -462,7 +494,12 @@ class IngestService:
         """A dead letter. A line refused before and evaluated again on request that is refused again
         is marked `again`: it goes to the dead-letter topic again, and counts as a duplicate."""
         batch.refused.add(raw.sha256)
-        text, original = batch.sealed_line(raw, env)
+        try:
+            text, original = batch.sealed_line(raw, env)
+        except Exception as error:  # noqa: BLE001 - a line that cannot even be kept is still refused, keeping nothing
+            log.error(json.dumps({"event": "dead_letter_unsealable", "source": source,
+                                  "error": f"{type(error).__name__}: {error}"[:300]}))
+            text, original = f"[a line of {raw.length} bytes that could not be kept; sha256 {raw.sha256}]", None
         batch.others.append(DeadLetter(
             reason=refusal.reason, message=refusal.message, raw=text,
             event_id=env.event_id if env else None, complaint_id=env.complaint_id if env else None,

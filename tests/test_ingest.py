@@ -3,6 +3,7 @@ atomic batches and exactly-once projections."""
 
 from __future__ import annotations
 
+import json
 from unittest import mock
 
 import pytest
@@ -429,3 +430,57 @@ def test_a_bounded_cache_drops_the_least_recently_used_first():
     assert recent.get("a") == 1  # "b" is now the least recently used
     recent["c"] = 3
     assert (recent.get("a"), recent.get("b"), recent.get("c"), len(recent)) == (1, None, 3, 2)
+
+
+def test_unknown_keys_are_tolerated_and_counted(platform):
+    f = Feed()
+    f.received("C1", "2026-11-02T09:00:00+08:00", coordinaton="cross_province")  # misspelt
+    env = f.resolved("C1", "2026-11-02T10:00:00+08:00")
+    f.lines[-1] = json.dumps({**env, "trace_id": "abc"})
+    outcomes = platform.ingest_lines(f.lines)
+    assert results(outcomes) == [("accepted", None)] * 2
+    assert outcomes[0].unknown_fields == ("complaint.received.coordinaton",)
+    assert report(platform)["ingest"]["unknown_fields"] == {"complaint.received.coordinaton": 1,
+                                                            "complaint.resolved.trace_id": 1}
+    stored = next(iter(platform.app.events.get(complaint_uuid("C1"))))
+    assert "coordinaton" not in stored.data
+
+
+def test_a_second_return_visit_after_an_unreachable_closing_counts_the_latest(platform):
+    f = Feed()
+    f.received("C1", "2026-11-02T09:00:00+08:00")
+    f.resolved("C1", "2026-11-02T10:00:00+08:00")
+    f.closed("C1", "2026-11-02T11:00:00+08:00", satisfaction="unreachable")
+    f.closed("C1", "2026-11-03T11:00:00+08:00", satisfaction="satisfied")  # reached on a later call
+    f.closed("C1", "2026-11-04T11:00:00+08:00", satisfaction="neutral")  # closed after an answer: refused
+    assert results(platform.ingest_lines(f.lines))[3:] == [("accepted", None), ("rejected", "invalid_transition")]
+    t = report(platform)["totals"]
+    assert (t["closed"], t["satisfied"], t["satisfaction_answered"], t["unknown"], t["recovered"]) == (1, 1, 1, 0, 1)
+
+
+def test_a_resolve_late_by_less_than_the_lateness_still_records_the_miss(store_url, policy):
+    """The allowed lateness delays the watcher's recording; it never forgives a late resolve."""
+    from dataclasses import replace
+
+    f = Feed()
+    f.received("C1", "2026-11-02T09:00:00+08:00", tier="vip")  # due 17:00
+    f.resolved("C1", "2026-11-02T17:30:00+08:00")  # the clock stays at 16:30 with an hour's lateness
+    with Platform(store_url, replace(policy, file_lateness_seconds=3600)) as p:
+        p.ingest_lines(f.lines)
+        names = [type(e).__name__ for e in p.app.events.get(complaint_uuid("C1"))]
+        assert names == ["Received", "DeadlineMissed", "Resolved"]
+        assert {x["who"] for x in report(p)["penalties"]} == {"h-1", "tl-1"}
+
+
+def test_an_earlier_twin_arriving_later_makes_the_later_complaint_its_repeat(platform):
+    f = Feed()
+    f.received("C2", "2026-11-05T09:00:00+08:00", customer="cust-A", issue_key="sim")
+    f.received("C1", "2026-11-02T09:00:00+08:00", customer="cust-A", issue_key="sim")  # earlier, arrives later
+    platform.ingest_lines(f.lines)
+    c2 = list(platform.app.events.get(complaint_uuid("C2")))
+    assert [type(e).__name__ for e in c2] == ["Received", "RepeatLinked"]
+    assert c2[-1].repeat_of == "C1" and c2[-1].occurred_at == c2[0].occurred_at
+    assert report(platform)["totals"]["repeat"] == 1
+    from projections.history import complaint_history
+    h = complaint_history(platform.app, platform.policy, "C2")
+    assert h["state"]["repeat_of"] == "C1" and h["events"][-1]["type"] == "complaint.repeat_linked"

@@ -123,7 +123,8 @@ def test_november_kpis_match_the_hand_worked_values(store, capsys):
     assert (penalties[("xuzhou-cs", "2026-11")]["amount"], penalties[("xuzhou-cs", "2026-11")]["points"]) == ("0.00", "0.02")
 
     assert report["ingest"] == {"accepted": 31, "duplicates": 1, "rejected": 4, "rejected_by_reason": {
-        "invalid_event": 1, "unknown_complaint": 1, "invalid_transition": 1, "over_authority": 1}}
+        "invalid_event": 1, "unknown_complaint": 1, "invalid_transition": 1, "over_authority": 1},
+        "unknown_fields": {}}
     dead = [json.loads(line) for line in (store / "dead.jsonl").read_text().splitlines()]
     assert sorted(d["reason"] for d in dead) == ["invalid_event", "invalid_transition", "over_authority",
                                                  "unknown_complaint"]

@@ -1,4 +1,5 @@
-"""`recovery` command line: ingest, report, history, audit verify, export, import, erase, rebuild, serve, relay, metrics, dlq replay, demo."""
+"""`recovery` command line: ingest, report, history, audit verify, export, import, erase, rebuild, serve, relay,
+metrics, dlq replay, demo."""
 
 from __future__ import annotations
 
@@ -6,10 +7,10 @@ import argparse
 import json
 import sys
 from collections import Counter
+from collections.abc import Iterator
 from datetime import date, datetime
 from pathlib import Path
-from collections.abc import Iterator
-from typing import IO, Any
+from typing import Any
 
 from domain.policy import PolicyError
 from infra.files import PathUnusable, open_private
@@ -96,7 +97,8 @@ def _moment(value: str) -> datetime:
     try:
         return datetime.fromisoformat(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a timestamp (ISO 8601, e.g. 2026-12-01T00:00+08:00): {value!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"not a timestamp (ISO 8601, e.g. 2026-12-01T00:00+08:00): {value!r}") from None
 
 
 def _zoned(moment: datetime, policy: Any) -> datetime:
@@ -109,8 +111,8 @@ def _show(document: dict[str, Any], fmt: str, render: Any) -> None:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from app.platform import Platform
-    from infra.sql import SQLITE
     from app.table import render_table
+    from infra.sql import SQLITE
     from projections.asof import view_as_of
     from projections.report import build_report
 
@@ -142,8 +144,8 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
-    from infra.chain import verify
     from app.platform import Platform
+    from infra.chain import verify
 
     with Platform() as platform:
         verdict = verify(platform.app, expect_head=args.expect_head)
@@ -300,7 +302,8 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("file")
     ingest.add_argument("--batch-size", type=int, default=1000)
     ingest.add_argument("--retry-refused", action="store_true",
-                        help="evaluate lines refused before again (after a fix), instead of counting them as duplicates")
+                        help="evaluate lines refused before again (after a fix), "
+                             "instead of counting them as duplicates")
     ingest.set_defaults(func=cmd_ingest)
 
     report = sub.add_parser("report", help="KPI report (SPEC §4-5)")

@@ -154,7 +154,8 @@ def generate(seed: int = 2026, complaints: int = 6000, start: datetime | None = 
                 closing = {"satisfaction": satisfaction, "retained": rng.random() > 0.05}
                 out.add("complaint.closed", cid, later(4 + rng.random() * 40), lead, closing)
                 if rng.random() < 0.03:
-                    out.add("complaint.reopened", cid, later(24 + rng.random() * 48), lead, {"reason": "customer called back"})
+                    out.add("complaint.reopened", cid, later(24 + rng.random() * 48), lead,
+                            {"reason": "customer called back"})
                     out.add("complaint.resolved", cid, later(rng.random() * 12 + 1), agent, {"outcome": "resolved"})
                     out.add("complaint.closed", cid, later(rng.random() * 24 + 1), lead,
                             {"satisfaction": rng.choice(["satisfied", "neutral"]), "retained": True})

@@ -17,9 +17,9 @@ from typing import Any
 
 from kafka import KafkaProducer
 
+from app.platform import Platform
 from consumers.outbox import OutboxRelay
 from consumers.settings import KafkaSettings
-from app.platform import Platform
 
 log = logging.getLogger("recovery.relay")
 MODES = ("process", "inline", "off")
@@ -49,10 +49,9 @@ class RelayLeadership:
     def claim(self) -> bool:
         """Whether this process holds the lock, trying for it (or, held, checking that its session
         is still there: the server drops the lock with it) at most every `every_seconds`."""
-        if self.conn is not None or not self.held:
-            if time.monotonic() - self.claimed >= self.every_seconds:
-                self.claimed = time.monotonic()
-                self.acquire()
+        if (self.conn is not None or not self.held) and time.monotonic() - self.claimed >= self.every_seconds:
+            self.claimed = time.monotonic()
+            self.acquire()
         return self.held
 
     def acquire(self) -> bool:

@@ -17,7 +17,15 @@ from domain.complaint import Complaint, complaint_uuid
 from domain.policy import Policy
 from infra.privacy import Keyring, key_ids, unseal, unseal_data
 from infra.store import RecoveryApplication
-from projections.facts import COMPENSATION_KINDS, SPEC_TYPE, Facts, FactsUpdater, Penalty, contributions, recovery_outcome
+from projections.facts import (
+    COMPENSATION_KINDS,
+    SPEC_TYPE,
+    Facts,
+    FactsUpdater,
+    Penalty,
+    contributions,
+    recovery_outcome,
+)
 from projections.report import money
 
 

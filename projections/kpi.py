@@ -258,7 +258,8 @@ class KpiViewMixin:
         used: dict[tuple[str, str], int] = {}
         # Only triggers not assessed before count toward the monthly totals.
         seen = {(r["complaint"], r["reason"], r["role"]) for r in self.dialect.rows_in(
-            c, "SELECT complaint, reason, role FROM kpi_penalties", "complaint", sorted({p.complaint for p in penalties}))}
+            c, "SELECT complaint, reason, role FROM kpi_penalties", "complaint",
+            sorted({p.complaint for p in penalties}))}
         rows = []
         totals: dict[tuple[str, str, str], list[int]] = {}
         daily: dict[tuple[str, str, str, str], list[int]] = {}

@@ -366,7 +366,7 @@ class IngestService:
                 if clock is not None:
                     self._record_missed(batch, due, clock)
                 self._apply(batch, env, complaint, repeat_of, due)
-            except Exception as error:
+            except Exception as error:  # noqa: BLE001 - any fault of one line refuses that line alone
                 raise _LineFault(i, error) from None
             batch.seen.add(env.event_id)
             outcomes.append(Outcome(ACCEPTED, raw.text, event_id=env.event_id, type=env.type))

@@ -57,7 +57,8 @@ def export_rows(app: RecoveryApplication, policy: Policy, start: date | None = N
                 "position": n.id, "recorded_at": event.timestamp.isoformat(), "aggregate": n.originator_id.hex,
                 "version": n.originator_version,
                 "type": SPEC_TYPE[kind] if is_complaint else type(event).__qualname__.split(".")[0],
-                "complaint_id": names.get(n.originator_id.hex) if is_complaint else getattr(event, "complaint_id", None),
+                "complaint_id": (names.get(n.originator_id.hex) if is_complaint
+                                 else getattr(event, "complaint_id", None)),
                 "topic": n.topic, "hash": hashes.get((n.originator_id.hex, n.originator_version)),
                 "state": bytes(n.state).decode("utf-8"),
             }

@@ -22,7 +22,6 @@ import pytest
 
 from domain.policy import load_policy
 
-
 # Test histories are dated where the story needs them, some after today: they are replays, so the
 # future-time guard (SPEC §2, max_future_minutes) is lifted for them. Its own tests use the defaults.
 REPLAY_FUTURE_MINUTES = 100_000_000

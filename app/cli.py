@@ -10,11 +10,14 @@ from collections import Counter
 from collections.abc import Iterator
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from domain.policy import PolicyError
 from infra.files import PathUnusable, open_private
 from infra.reach import StoreUnavailable
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 # Exit codes besides 0 and 1 (`audit verify` found a problem): 2 a bad setting, argument or path,
 # 3 the database cannot be reached, 4 `rebuild` blocked by another session's lock.
@@ -73,6 +76,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 class _progress:
     """A rich progress bar on a terminal (bytes of a file, or a count of events); silent otherwise."""
 
+    progress: Progress | None
+
     def __init__(self, total: int, label: str = "ingest", bytes_: bool = True):
         self.total, self.label, self.bytes, self.progress = total, label, bytes_, None
 
@@ -81,11 +86,12 @@ class _progress:
             return lambda n: None
         from rich.progress import BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-        self.progress = Progress(self.label, BarColumn(), DownloadColumn() if self.bytes else MofNCompleteColumn(),
-                                 TimeRemainingColumn(), transient=True, console=None)
+        self.progress = progress = Progress(self.label, BarColumn(),
+                                            DownloadColumn() if self.bytes else MofNCompleteColumn(),
+                                            TimeRemainingColumn(), transient=True, console=None)
         self.progress.start()
         task = self.progress.add_task(self.label, total=self.total)
-        return lambda n: self.progress.advance(task, n)
+        return lambda n: progress.advance(task, n)
 
     def __exit__(self, *exc: object) -> None:
         if self.progress:

@@ -35,6 +35,8 @@ def _pick(rng: random.Random, weighted: tuple[tuple[str, int], ...]) -> str:
 
 
 class _Writer:
+    events: list[tuple[datetime, int, dict[str, Any]]]
+
     def __init__(self, rng: random.Random):
         self.rng, self.events, self.n = rng, [], 0
 

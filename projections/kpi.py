@@ -129,7 +129,7 @@ def _add(sums: dict[Any, dict[str, int]], key: Any, delta: dict[str, int]) -> No
         found[k] = found.get(k, 0) + n
 
 
-def _rows(sums: dict[tuple[str, ...], dict[str, int]]) -> list[list[Any]]:
+def _rows(sums: dict[Any, dict[str, int]]) -> list[list[Any]]:
     return [[*key, *(found.get(c, 0) for c in COUNTERS)] for key, found in sums.items()]
 
 
@@ -273,7 +273,7 @@ class KpiViewMixin:
             if p.reason == "unrecorded":
                 key = (p.who, month)
                 if key not in used:
-                    total = self.dialect.rows(
+                    total: list[Any] = self.dialect.rows(
                         c, "SELECT COALESCE(SUM(points_centi), 0) AS s FROM kpi_penalty_daily "
                         "WHERE who = ? AND month = ? AND reason = 'unrecorded'", key)
                     used[key] = int(total[0]["s"])
@@ -323,7 +323,7 @@ class PostgresKpiView(KpiViewMixin, PostgresTrackingRecorder):
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self.sql_create_statements.extend(SQL(s) for s in [*TABLES, *POSTGRES_VACUUM])  # type: ignore[arg-type]
+        self.sql_create_statements.extend(SQL(s) for s in [*TABLES, *POSTGRES_VACUUM])  # type: ignore[misc]
 
 
 class KpiProjection(Projection[KpiViewMixin]):  # type: ignore[type-var]
@@ -331,5 +331,5 @@ class KpiProjection(Projection[KpiViewMixin]):  # type: ignore[type-var]
 
     name = "kpi"
 
-    def process_event(self, domain_event: Any, tracking: Tracking) -> None:  # type: ignore[override]
+    def process_event(self, domain_event: Any, tracking: Tracking) -> None:
         self.view.process([(domain_event, tracking)])

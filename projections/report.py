@@ -119,7 +119,7 @@ def _penalties(dialect: Dialect, cursor: Any, lo: str, hi: str) -> list[dict[str
 
 def _ingest(dialect: Dialect, cursor: Any) -> dict[str, Any]:
     rows = dialect.rows(cursor, "SELECT type, result, reason, n FROM kpi_ingest")
-    counts = {"accepted": 0, "duplicates": 0, "rejected": 0, "rejected_by_reason": {}}
+    counts: dict[str, Any] = {"accepted": 0, "duplicates": 0, "rejected": 0, "rejected_by_reason": {}}
     for r in rows:
         n = int(r["n"])
         if r["result"] == "accepted":

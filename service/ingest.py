@@ -13,7 +13,8 @@ import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
+from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Recording
 from eventsourcing.persistence import IntegrityError, Tracking
@@ -159,7 +160,7 @@ class _Batch:
 
     def detect_repeat(self, env: Envelope, window_days: int) -> str | None:
         if env.data.get("repeat_of"):
-            return env.data["repeat_of"]
+            return cast(str, env.data["repeat_of"])
         until = to_us(env.occurred_at)
         since = to_us(env.occurred_at - timedelta(days=window_days))
         key = (self.lookups[env.data["customer_id"]], env.data["issue_key"])
@@ -181,8 +182,8 @@ def _named(text: str) -> Envelope | None:
         return None
     if not isinstance(raw, dict) or not isinstance(raw.get("complaint_id"), str):
         return None
-    data = raw.get("data") if isinstance(raw.get("data"), dict) else {}
-    kind = raw.get("type") if raw.get("type") == "complaint.received" and isinstance(data.get("customer_id"), str) \
+    data = raw["data"] if isinstance(raw.get("data"), dict) else {}
+    kind = raw["type"] if raw.get("type") == "complaint.received" and isinstance(data.get("customer_id"), str) \
         else "complaint.unknown"
     return Envelope(event_id="", type=kind, complaint_id=raw["complaint_id"], occurred_at=datetime.min,
                     actor={}, data={"customer_id": data["customer_id"]} if kind == "complaint.received" else {})
@@ -203,7 +204,7 @@ class IngestService:
         self._writer_token: int | None = None  # the any-complaint writer token last seen (or written)
         self.keyring = Keyring(app)
         self._sealing_keys: Recent[str, bytes] = Recent(SEALING_KEYS_KEPT)
-        self.recorded: list[Recording] = []  # saved since the read model last took them
+        self.recorded: list[Recording[UUID]] = []  # saved since the read model last took them
         default = policy.file_lateness_seconds if watcher == "event" else policy.live_lateness_seconds
         self.lateness = timedelta(seconds=default if lateness_seconds is None else lateness_seconds)
 
@@ -221,7 +222,7 @@ class IngestService:
                 self._sealing_keys[key_id] = found[key_id] = key
         return found
 
-    def take_recorded(self) -> list[Recording]:
+    def take_recorded(self) -> list[Recording[UUID]]:
         """What this service has saved since the last call, in log order (for the read model)."""
         recorded, self.recorded = self.recorded, []
         return recorded
@@ -325,7 +326,7 @@ class IngestService:
         clock = from_us(stored_clock) if stored_clock is not None else None
         if self.watcher == "wall":
             clock = max(filter(None, (clock, wall_clock.now() - self.lateness)))
-            horizon = clock
+            horizon: datetime | None = clock
         else:
             latest = max([e.occurred_at for e in envelopes], default=None)
             horizon = latest - self.lateness if latest is not None else None
@@ -407,7 +408,7 @@ class IngestService:
             deadline = to_us(complaint.deadline)
             batch.index.deadlines[env.complaint_id] = deadline
             heapq.heappush(due, (deadline, env.complaint_id))
-            issue = (lookup, env.data["issue_key"], to_us(env.occurred_at), env.complaint_id)
+            issue = (cast(str, lookup), env.data["issue_key"], to_us(env.occurred_at), env.complaint_id)
             batch.index.customer_issues.append(issue)
             batch.issues.append(issue)
             return

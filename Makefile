@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: install demo test bench clean
+.PHONY: install demo lint test test-unit bench clean
 
 install: $(VENV)/.installed
 
@@ -16,9 +16,20 @@ $(VENV)/.installed: pyproject.toml
 demo: install
 	$(BIN)/recovery demo
 
-# pytest exits 5 when it collected no tests: that is a failure here, never a silent pass.
-test: install
+# Lint and type checks (configured in pyproject.toml); each fails the target.
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+# pytest exits 5 when it collected no tests: make fails on any non-zero exit, so that is a failure
+# here (for `test` and `test-unit` alike), never a silent pass.
+test: lint
 	$(BIN)/python -m pytest -q
+
+# The tests that need no database server, Kafka broker or Prometheus (marker `unit`, applied in
+# tests/conftest.py): seconds, no lint.
+test-unit: install
+	$(BIN)/python -m pytest -q -m unit
 
 # Benchmarks (PostgreSQL and the test broker, as for `make test`); results in bench/results/*.json
 # and docs/benchmarks.md. At the issue's sizes (the defaults) it took 55 minutes on 2 cores, 36 of

@@ -1,4 +1,5 @@
-"""`recovery` command line: ingest, report, history, audit verify, export, import, erase, rebuild, serve, relay, metrics, dlq replay, demo."""
+"""`recovery` command line: ingest, report, history, audit verify, export, import, erase, rebuild, serve, relay,
+metrics, dlq replay, demo."""
 
 from __future__ import annotations
 
@@ -6,14 +7,17 @@ import argparse
 import json
 import sys
 from collections import Counter
+from collections.abc import Iterator
 from datetime import date, datetime
 from pathlib import Path
-from collections.abc import Iterator
-from typing import IO, Any
+from typing import TYPE_CHECKING, Any
 
 from domain.policy import PolicyError
 from infra.files import PathUnusable, open_private
 from infra.reach import StoreUnavailable
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 # Exit codes besides 0 and 1 (`audit verify` found a problem): 2 a bad setting, argument or path,
 # 3 the database cannot be reached, 4 `rebuild` blocked by another session's lock.
@@ -77,6 +81,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 class _progress:
     """A rich progress bar on a terminal (bytes of a file, or a count of events); silent otherwise."""
 
+    progress: Progress | None
+
     def __init__(self, total: int, label: str = "ingest", bytes_: bool = True):
         self.total, self.label, self.bytes, self.progress = total, label, bytes_, None
 
@@ -85,11 +91,12 @@ class _progress:
             return lambda n: None
         from rich.progress import BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-        self.progress = Progress(self.label, BarColumn(), DownloadColumn() if self.bytes else MofNCompleteColumn(),
-                                 TimeRemainingColumn(), transient=True, console=None)
+        self.progress = progress = Progress(self.label, BarColumn(),
+                                            DownloadColumn() if self.bytes else MofNCompleteColumn(),
+                                            TimeRemainingColumn(), transient=True, console=None)
         self.progress.start()
         task = self.progress.add_task(self.label, total=self.total)
-        return lambda n: self.progress.advance(task, n)
+        return lambda n: progress.advance(task, n)
 
     def __exit__(self, *exc: object) -> None:
         if self.progress:
@@ -101,7 +108,8 @@ def _moment(value: str) -> datetime:
     try:
         return datetime.fromisoformat(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a timestamp (ISO 8601, e.g. 2026-12-01T00:00+08:00): {value!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"not a timestamp (ISO 8601, e.g. 2026-12-01T00:00+08:00): {value!r}") from None
 
 
 def _zoned(moment: datetime, policy: Any) -> datetime:
@@ -114,8 +122,8 @@ def _show(document: dict[str, Any], fmt: str, render: Any) -> None:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from app.platform import Platform
-    from infra.sql import SQLITE
     from app.table import render_table
+    from infra.sql import SQLITE
     from projections.asof import view_as_of
     from projections.report import build_report
 
@@ -147,8 +155,8 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
-    from infra.chain import verify
     from app.platform import Platform
+    from infra.chain import verify
 
     with Platform() as platform:
         verdict = verify(platform.app, expect_head=args.expect_head)
@@ -305,7 +313,8 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("file")
     ingest.add_argument("--batch-size", type=int, default=1000)
     ingest.add_argument("--retry-refused", action="store_true",
-                        help="evaluate lines refused before again (after a fix), instead of counting them as duplicates")
+                        help="evaluate lines refused before again (after a fix), "
+                             "instead of counting them as duplicates")
     ingest.set_defaults(func=cmd_ingest)
 
     report = sub.add_parser("report", help="KPI report (SPEC §4-5)")

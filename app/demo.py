@@ -35,6 +35,8 @@ def _pick(rng: random.Random, weighted: tuple[tuple[str, int], ...]) -> str:
 
 
 class _Writer:
+    events: list[tuple[datetime, int, dict[str, Any]]]
+
     def __init__(self, rng: random.Random):
         self.rng, self.events, self.n = rng, [], 0
 
@@ -154,7 +156,8 @@ def generate(seed: int = 2026, complaints: int = 6000, start: datetime | None = 
                 closing = {"satisfaction": satisfaction, "retained": rng.random() > 0.05}
                 out.add("complaint.closed", cid, later(4 + rng.random() * 40), lead, closing)
                 if rng.random() < 0.03:
-                    out.add("complaint.reopened", cid, later(24 + rng.random() * 48), lead, {"reason": "customer called back"})
+                    out.add("complaint.reopened", cid, later(24 + rng.random() * 48), lead,
+                            {"reason": "customer called back"})
                     out.add("complaint.resolved", cid, later(rng.random() * 12 + 1), agent, {"outcome": "resolved"})
                     out.add("complaint.closed", cid, later(rng.random() * 24 + 1), lead,
                             {"satisfaction": rng.choice(["satisfied", "neutral"]), "retained": True})

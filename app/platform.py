@@ -20,13 +20,12 @@ from eventsourcing.persistence import PersistenceError
 
 from domain.policy import Policy, load_policy
 from infra.config import cached_complaints
-from service.ingest import Outcome, IngestService
 from infra.memory import collect_all, collect_rarely
 from infra.reach import check_reachable, sqlite_unusable
 from infra.store import RecoveryApplication, database_url, sqlite_path
 from projections.kpi import KpiViewMixin
 from projections.runner import catch_up, open_view, rebuild
-
+from service.ingest import IngestService, Outcome
 
 # Rewritten by every batch, or (the last three) probed by every batch through their indexes, which
 # answer alone only from pages a vacuum has marked all-visible; kept vacuumed by vacuum_hot_tables().

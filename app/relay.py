@@ -13,13 +13,16 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kafka import KafkaProducer
 
+from app.platform import Platform
 from consumers.outbox import OutboxRelay
 from consumers.settings import KafkaSettings
-from app.platform import Platform
+
+if TYPE_CHECKING:
+    import psycopg
 
 log = logging.getLogger("recovery.relay")
 MODES = ("process", "inline", "off")
@@ -41,6 +44,7 @@ class RelayLeadership:
     (SQLite stores have one process)."""
 
     KEY = 7_270_127
+    conn: psycopg.Connection[Any] | None  # opened on the first claim (PostgreSQL)
 
     def __init__(self, platform: Platform, every_seconds: float = 5.0):
         self.platform, self.conn, self.held = platform, None, not platform.app.dialect.postgres
@@ -49,10 +53,9 @@ class RelayLeadership:
     def claim(self) -> bool:
         """Whether this process holds the lock, trying for it (or, held, checking that its session
         is still there: the server drops the lock with it) at most every `every_seconds`."""
-        if self.conn is not None or not self.held:
-            if time.monotonic() - self.claimed >= self.every_seconds:
-                self.claimed = time.monotonic()
-                self.acquire()
+        if (self.conn is not None or not self.held) and time.monotonic() - self.claimed >= self.every_seconds:
+            self.claimed = time.monotonic()
+            self.acquire()
         return self.held
 
     def acquire(self) -> bool:
@@ -67,7 +70,8 @@ class RelayLeadership:
             if self.held:
                 self.conn.execute("SELECT 1")
             else:
-                self.held = bool(self.conn.execute("SELECT pg_try_advisory_lock(%s)", (self.KEY,)).fetchone()[0])
+                self.held = bool(self.conn.execute("SELECT pg_try_advisory_lock(%s)",  # always one row
+                                                   (self.KEY,)).fetchone()[0])  # type: ignore[index]
         except psycopg.OperationalError as error:  # the session (and any lock it held) is gone
             log.warning(json.dumps({"event": "relay_lock_lost", "error": str(error)[:300]}))
             self.release()

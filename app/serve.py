@@ -15,13 +15,13 @@ from typing import Any
 
 from kafka import KafkaProducer
 
+from app.http import MetricsServer
+from app.platform import Platform
+from app.relay import RelayLeadership, RelayProcess, relay_mode
 from consumers.inbound import InboundConsumer
 from consumers.lag import ConsumerLagCollector, OutboxLagCollector
 from consumers.outbox import OutboxRelay
 from consumers.settings import KafkaSettings
-from app.http import MetricsServer
-from app.platform import Platform
-from app.relay import RelayLeadership, RelayProcess, relay_mode
 
 log = logging.getLogger("recovery.serve")
 

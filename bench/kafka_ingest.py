@@ -10,7 +10,8 @@ systems must. Then `recovery serve` runs as its own process (or several in one c
 per `--replicas` value) over a fresh database, and the clock runs from the first batch committed
 to the moment the read model has applied every message (all of them accepted, refused or found to
 be resends). The outbox relay (serve's child process) publishes meanwhile; its lag at that moment
-is reported. Peak memory is each serve process's own, and its relay's. Prints a table and writes bench/results/kafka_ingest.json.
+is reported. Peak memory is each serve process's own, and its relay's. Prints a table and writes
+bench/results/kafka_ingest.json.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
@@ -79,7 +80,7 @@ def serve_run(bootstrap: str, topic: str, total: int, url: str, replicas: int, b
     recovery = Path(sys.executable).with_name("recovery")
     logs = tempfile.TemporaryDirectory()
     procs = [subprocess.Popen([str(recovery), "serve"], env=env, cwd=logs.name, stdout=subprocess.DEVNULL,
-                              stderr=open(Path(logs.name) / f"serve-{i}.log", "w"))
+                              stderr=open(Path(logs.name) / f"serve-{i}.log", "w"))  # noqa: SIM115 - the child writes it
              for i in range(replicas)]
     try:
         with psycopg.connect(url, autocommit=True) as conn:
@@ -136,7 +137,7 @@ def main() -> int:
         for events in (int(x) for x in args.events.split(",")):
             # The quarter starts now: the wall-clock watcher (production's) then finds deadlines
             # due only as they would fall in live traffic, not every complaint of a past quarter.
-            path = demo_file(events, Path(tmp), start=datetime.now(timezone.utc).replace(second=0, microsecond=0))
+            path = demo_file(events, Path(tmp), start=datetime.now(UTC).replace(second=0, microsecond=0))
             topic = f"bench-{uuid.uuid4().hex[:6]}"
             create_topics(bootstrap, {topic: args.partitions, f"{topic}.out": args.partitions,
                                       f"{topic}.dlq": 1})
@@ -165,7 +166,8 @@ def main() -> int:
                              f"{run['peak_mb']} + relay {run['relay_peak_mb']}"])
             results.append(row)
     print(table(rows, ["run", "events/s", "of (b)", "outbox lag", "peak MB"]))
-    print(f"saved {save('kafka_ingest', {'cores': os.cpu_count(), 'batch': args.batch, 'target_per_s': 5000, 'runs': results})}")
+    print("saved", save("kafka_ingest", {"cores": os.cpu_count(), "batch": args.batch, "target_per_s": 5000,
+                                         "runs": results}))
     return 0
 
 

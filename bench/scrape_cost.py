@@ -37,10 +37,10 @@ from common import ROOT, fresh_database, in_child, peak_mb, save, table  # noqa:
 
 sys.path.insert(0, str(ROOT))
 
-from domain import clock  # noqa: E402
 from app.demo import generate  # noqa: E402
 from app.http import MetricsServer  # noqa: E402
 from app.platform import Platform  # noqa: E402
+from domain import clock  # noqa: E402
 
 SEEN_AT = datetime(2026, 11, 30, 12, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
 TABLES = ("kpi_complaints", "kpi_daily", "kpi_totals", "kpi_penalty_totals", "kpi_ingest")
@@ -156,7 +156,8 @@ def main() -> int:
     print(f"store {args.store}; ratios to the {base['complaints']:,}-complaint store measured in this run")
     print(table(rows, ["complaints", "events", "series", "scrape ms", "ratio", "per series", "report ms", "ratio",
                        "build ev/s", "build MB", "serve MB"]))
-    print(f"saved {save('scrape_cost', {'store': args.store, 'targets_ms': {'report': 200, 'scrape': 50}, 'results': results})}")
+    print("saved", save("scrape_cost", {"store": args.store, "targets_ms": {"report": 200, "scrape": 50},
+                                        "results": results}))
     return 0
 
 

@@ -19,8 +19,8 @@ from kafka.structs import OffsetAndMetadata
 
 from consumers.partitioning import key_slot
 from consumers.settings import KafkaSettings
-from service.ingest import IngestService
 from infra.store import RecoveryApplication
+from service.ingest import IngestService
 
 log = logging.getLogger("recovery.consumer")
 

@@ -50,7 +50,7 @@ class OutboxRelay:
         last = self.app.recorder.max_tracking_id(RELAY) or 0
         run = following(recorded, last)[:limit]
         if run:
-            events = [(r.notification, r.domain_event) for r in run]
+            events: list[tuple[Any, Any]] = [(r.notification, r.domain_event) for r in run]
         else:
             notifications = self.app.recorder.select_notifications(start=last + 1, limit=limit)
             events = [(n, self.app.mapper.to_domain_event(n)) for n in notifications]

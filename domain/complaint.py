@@ -123,7 +123,7 @@ class Complaint(Aggregate):
                 f"refund on {self.complaint_id} needs a verification with liability company or "
                 f"shared first (先确认,后退费); latest liability: {self.liability or 'not verified'}"
             )
-        approver = env.data.get("approved_by") or env.actor
+        approver: dict[str, Any] = env.data.get("approved_by") or env.actor
         limit = policy.compensation_limit(approver["role"])
         total = self.compensated + env.amount
         if limit is not None and total > limit:
@@ -139,8 +139,8 @@ class Complaint(Aggregate):
             and not env.data.get("customer_requested_time", False)
             and in_quiet_hours(env.occurred_at, policy)
         )
-        common = {"event_id": env.event_id, "occurred_at": env.occurred_at, "actor": env.actor,
-                  "data": env.data}
+        common: dict[str, Any] = {"event_id": env.event_id, "occurred_at": env.occurred_at, "actor": env.actor,
+                                  "data": env.data}
         match env.type:
             case "complaint.assigned":
                 self._assigned(**common)

@@ -12,7 +12,7 @@ from datetime import date, time
 from decimal import Decimal, InvalidOperation
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, cast, overload
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 TIERS = ("vip", "premium", "standard")
@@ -84,7 +84,7 @@ class _Reader:
     """Reads one TOML table, remembering which keys were used so unknown ones can be reported."""
 
     def __init__(self, table: dict[str, Any], prefix: str = ""):
-        self.table, self.prefix, self.used = table, prefix, set()
+        self.table, self.prefix, self.used = table, prefix, set[str]()
 
     def key(self, name: str) -> str:
         return f"{self.prefix}{name}"
@@ -119,6 +119,11 @@ class _Reader:
             raise PolicyError(f"{self.key(name)}: must be a whole number >= 0, got {value!r}")
         return value
 
+    @overload
+    def amount(self, name: str) -> Decimal: ...
+    @overload
+    def amount(self, name: str, *, allow_unlimited: bool) -> Decimal | None: ...
+
     def amount(self, name: str, *, allow_unlimited: bool = False) -> Decimal | None:
         value = self.get(name)
         if allow_unlimited and value == "unlimited":
@@ -129,7 +134,7 @@ class _Reader:
             amount = Decimal(value)
         except InvalidOperation:
             raise PolicyError(f"{self.key(name)}: not a decimal: {value!r}") from None
-        if not amount.is_finite() or amount < 0 or amount.as_tuple().exponent < -2:
+        if not amount.is_finite() or amount < 0 or cast(int, amount.as_tuple().exponent) < -2:
             raise PolicyError(f"{self.key(name)}: must be >= 0 with at most 2 decimals: {value!r}")
         return amount
 

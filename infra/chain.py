@@ -58,7 +58,8 @@ def record_chain(dialect: Dialect, cursor: Any, stored_events: Sequence[Any], no
     originators = sorted({_hex(e.originator_id) for e in stored_events})
     last: dict[str, tuple[int, str]] = {}
     if dialect.postgres:  # each aggregate's newest hash only: one index probe and row per aggregate
-        found = dialect.rows(cursor, "SELECT o AS originator_id, r.originator_version, r.hash FROM unnest(%s::text[]) AS o"
+        found = dialect.rows(cursor, "SELECT o AS originator_id, r.originator_version, r.hash"
+                             " FROM unnest(%s::text[]) AS o"
                              " CROSS JOIN LATERAL (SELECT originator_version, hash FROM recovery_chain"
                              " WHERE originator_id = o ORDER BY originator_version DESC LIMIT 1) AS r", (originators,))
     else:
@@ -149,7 +150,8 @@ def verify(app: Any, batch_size: int = 5000, expect_head: str | None = None) -> 
                                         f"written at log position {row['notification_id']}, found at {n.id}"))
     with app.datastore.transaction(commit=False) as c:
         missing = [r for r in dialect.rows(c, "SELECT originator_id, originator_version, notification_id"
-                                              " FROM recovery_chain WHERE notification_id <= ? ORDER BY notification_id",
+                                              " FROM recovery_chain WHERE notification_id <= ?"
+                                              " ORDER BY notification_id",
                                            (upto,))
                    if (r["originator_id"], r["originator_version"]) not in chained]
     for r in missing:

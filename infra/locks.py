@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -28,9 +28,10 @@ class Holder:
     since: datetime | None
 
     def __str__(self) -> str:
-        parts = [f"user {self.user}" if self.user else "", f"application {self.application}" if self.application else ""]
+        parts = [f"user {self.user}" if self.user else "",
+                 f"application {self.application}" if self.application else ""]
         if self.state:
-            since = f" since {self.since.astimezone(timezone.utc):%Y-%m-%dT%H:%M:%SZ}" if self.since else ""
+            since = f" since {self.since.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}" if self.since else ""
             parts.append(self.state + since)
         details = ", ".join(p for p in parts if p)
         return f"pid {self.pid}" + (f" ({details})" if details else "")

@@ -17,7 +17,8 @@ import gc
 from collections import OrderedDict
 from typing import Generic, TypeVar
 
-K, V = TypeVar("K"), TypeVar("V")
+K = TypeVar("K")
+V = TypeVar("V")
 YOUNG_COLLECTION_ALLOCATIONS = 10_000
 
 

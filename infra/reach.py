@@ -68,7 +68,8 @@ def sqlite_unusable(error: Exception, path: Path) -> PathUnusable | None:
     if "unable to open database file" in message:
         return PathUnusable(path, "unable to open the database file or create its -wal/-shm files beside it")
     if "readonly database" in message:
-        return PathUnusable(path, "the database (or its folder) is read-only; RECOVERY_READ_ONLY=1 reads it without writing")
+        return PathUnusable(path, "the database (or its folder) is read-only; "
+                                  "RECOVERY_READ_ONLY=1 reads it without writing")
     return None
 
 

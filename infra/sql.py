@@ -37,7 +37,8 @@ class Dialect:
         if not rows:
             return
         if not self.postgres:
-            self.executemany(cursor, f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({self.in_list(len(columns))}) "
+            self.executemany(cursor, f"INSERT INTO {table} ({', '.join(columns)}) "
+                                     f"VALUES ({self.in_list(len(columns))}) "
                              + tail, rows)
             return
         if copy and len(rows) >= STAGED_ROWS:

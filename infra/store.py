@@ -19,7 +19,7 @@ from uuid import UUID
 
 from eventsourcing.application import Application, ProcessingEvent, Recording
 from eventsourcing.domain import BaseAggregate
-from eventsourcing.persistence import ProgrammingError, Tracking
+from eventsourcing.persistence import ProcessRecorder, ProgrammingError, Tracking
 from eventsourcing.postgres import PostgresProcessRecorder
 from eventsourcing.sqlite import SQLiteProcessRecorder
 from eventsourcing.utils import get_topic
@@ -159,6 +159,7 @@ class SQLiteRecoveryRecorder(IndexReads, SQLiteProcessRecorder):
 
     def _insert_events(self, c: Any, stored_events: Any, **kwargs: Any) -> Any:
         ids = super()._insert_events(c, stored_events, **kwargs)
+        assert ids is not None  # an application recorder returns the notification ids
         record_chain(self.dialect, c, stored_events, ids)
         if kwargs.get("index") is not None:
             kwargs["index"].write(self.dialect, c, self)
@@ -170,7 +171,7 @@ class PostgresRecoveryRecorder(IndexReads, PostgresProcessRecorder):
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self.sql_create_statements.extend(SQL(s) for s in INDEX_TABLES)  # type: ignore[arg-type]
+        self.sql_create_statements.extend(SQL(s) for s in INDEX_TABLES)  # type: ignore[misc]
 
     def _insert_events(self, curs: Any, stored_events: Any, **kwargs: Any) -> None:
         super()._insert_events(curs, stored_events, **kwargs)
@@ -276,6 +277,7 @@ class RecoveryApplication(Application[UUID]):
     """The event store of complaints and inbound refusals."""
 
     name = "recovery"
+    recorder: ProcessRecorder  # one of the process recorders below: they also keep tracking positions
 
     def __init__(self, url: str | None = None, cache_size: int = CACHED_COMPLAINTS, read_only: bool = False):
         env = database_env(url or database_url())
@@ -314,7 +316,7 @@ class RecoveryApplication(Application[UUID]):
         if cache is not None:
             with getattr(cache, "lock", nullcontext()):
                 cache.cache.clear()
-                cache.clear()
+                cache.clear()  # type: ignore[attr-defined]  # LRUCache's; a plain Cache has none
                 if hasattr(cache, "full"):
                     cache.full = False
 

@@ -116,7 +116,7 @@ def postgres_writer_lock(conninfo: dict[str, Any], what: str) -> WriterLock:
     def conn() -> psycopg.Connection[Any]:
         if state["conn"] is None or state["conn"].closed:
             state["conn"] = psycopg.connect(**conninfo, autocommit=True, application_name="recovery writer lock")
-        return state["conn"]  # type: ignore[no-any-return]
+        return state["conn"]
 
     def acquire() -> bool:
         row = conn().execute("SELECT pg_try_advisory_lock(%s)", (INGEST_WRITER_LOCK,)).fetchone()

@@ -9,7 +9,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
+from typing import cast
 
+from eventsourcing.domain import DomainEvent
 from eventsourcing.persistence import Tracking
 from eventsourcing.sqlite import SQLiteDatastore
 
@@ -31,7 +33,7 @@ def view_as_of(app: RecoveryApplication, policy: Policy, moment: datetime, batch
         applied, start = 0, 1
         while notifications := app.recorder.select_notifications(start=start, limit=batch_size):
             items = [(event, Tracking(app.name, n.id)) for n in notifications
-                     if (event := app.mapper.to_domain_event(n)).timestamp <= moment]
+                     if (event := cast(DomainEvent, app.mapper.to_domain_event(n))).timestamp <= moment]
             if items:
                 view.process(items, after=applied)
                 applied = items[-1][1].notification_id

@@ -106,7 +106,8 @@ class BatchFacts:
 
     def preload_received(self, lo: int, hi: int) -> None:
         """Load every complaint received in [lo, hi] (a batch's span plus the window)."""
-        rows = self.dialect.rows(self.cursor, "SELECT uuid FROM kpi_complaints WHERE received_at >= ? AND received_at <= ?",
+        rows = self.dialect.rows(self.cursor,
+                                 "SELECT uuid FROM kpi_complaints WHERE received_at >= ? AND received_at <= ?",
                                  (lo, hi))
         self.preload(r["uuid"] for r in rows)
         self.covered.append((lo, hi))

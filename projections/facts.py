@@ -140,7 +140,7 @@ def contributions(f: Facts) -> dict[str, int]:
     c["repeat"] = int(is_repeat)
     c["upgraded"] = f.upgraded
     c["important"] = int(f.tier == "vip" or bool(f.upgraded) or bool(f.sensitive))
-    if resolved:
+    if f.first_resolved_at is not None:
         on_time = f.first_resolved_at <= f.deadline
         c["on_time" if on_time else "late"] = 1
         seconds = (f.first_resolved_at - f.received_at) / 1e6

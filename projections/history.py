@@ -9,8 +9,10 @@ changes its recovery outcome). Their events are replayed with it, in recorded or
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
+
+from eventsourcing.domain import DomainEvent
 
 from domain.clock import from_us
 from domain.complaint import Complaint, complaint_uuid
@@ -57,7 +59,7 @@ class _Facts:
 
 
 def _recorded(app: RecoveryApplication, uuid: Any, as_of: datetime | None) -> list[Any]:
-    return [e for e in app.repository.event_store.get(uuid) if as_of is None or e.timestamp <= as_of]
+    return [e for e in app.repository.event_store.get(uuid) if as_of is None or cast(DomainEvent, e).timestamp <= as_of]
 
 
 def complaint_history(app: RecoveryApplication, policy: Policy, complaint_id: str,

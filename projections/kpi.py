@@ -23,7 +23,6 @@ from domain.complaint import complaint_uuid
 from domain.policy import Policy
 from infra.sql import POSTGRES, SQLITE, Dialect
 from projections.batchfacts import BatchFacts, FactsCache
-from projections.report import UNKNOWN_FIELD
 from projections.facts import (
     COUNTERS,
     DIMENSIONS,
@@ -38,11 +37,13 @@ from projections.facts import (
     from_assessed,
     penalties_of,
 )
+from projections.report import UNKNOWN_FIELD
 
 _INT_FACTS = {"received_at", "deadline", "repeat_at", "upgraded", "sensitive", "transferred",
               "first_resolved_at", "first_response_at", "closed_at", "retained", "repeat_after_close",
               "upgrade_after_close", "missed", "service_fault", "handling_fault_at",
-              "quiet_violations", "major_batch", "service_fault_at", "latest_repeat_at"} | {f for f in FACT_FIELDS if f.startswith("comp_")}
+              "quiet_violations", "major_batch", "service_fault_at", "latest_repeat_at"} | {
+                  f for f in FACT_FIELDS if f.startswith("comp_")}
 
 FACT_TYPES = tuple("bigint" if f in _INT_FACTS else "text" for f in FACT_FIELDS)
 TABLES = [
@@ -133,7 +134,7 @@ def _add(sums: dict[Any, dict[str, int]], key: Any, delta: dict[str, int]) -> No
         found[k] = found.get(k, 0) + n
 
 
-def _rows(sums: dict[tuple[str, ...], dict[str, int]]) -> list[list[Any]]:
+def _rows(sums: dict[Any, dict[str, int]]) -> list[list[Any]]:
     return [[*key, *(found.get(c, 0) for c in COUNTERS)] for key, found in sums.items()]
 
 
@@ -313,7 +314,7 @@ class KpiViewMixin:
                 month = from_us(p.at).astimezone(self.policy.timezone).strftime("%Y-%m")
                 key = (p.who, month)
                 if key not in used:
-                    total = self.dialect.rows(
+                    total: list[Any] = self.dialect.rows(
                         c, "SELECT COALESCE(SUM(points_centi), 0) AS s FROM kpi_penalty_daily "
                         "WHERE who = ? AND month = ? AND reason = 'unrecorded'", key)
                     used[key] = int(total[0]["s"])
@@ -359,7 +360,7 @@ class PostgresKpiView(KpiViewMixin, PostgresTrackingRecorder):
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self.sql_create_statements.extend(SQL(s) for s in [*TABLES, *POSTGRES_VACUUM])  # type: ignore[arg-type]
+        self.sql_create_statements.extend(SQL(s) for s in [*TABLES, *POSTGRES_VACUUM])  # type: ignore[misc]
 
 
 class KpiProjection(Projection[KpiViewMixin]):  # type: ignore[type-var]
@@ -367,5 +368,5 @@ class KpiProjection(Projection[KpiViewMixin]):  # type: ignore[type-var]
 
     name = "kpi"
 
-    def process_event(self, domain_event: Any, tracking: Tracking) -> None:  # type: ignore[override]
+    def process_event(self, domain_event: Any, tracking: Tracking) -> None:
         self.view.process([(domain_event, tracking)])

@@ -207,7 +207,7 @@ class KpiCollector(Collector):
             family = HistogramMetricFamily(name, f"{doc}, all complaints", labels=["tier"])
             by_tier: dict[str, dict[str, int]] = {}
             for r in rows:
-                tier = by_tier.setdefault(r["tier"], {})
+                tier: Any = by_tier.setdefault(r["tier"], {})  # a name reused below for the tier label
                 for k in COUNTERS:
                     if k.startswith(prefix):
                         tier[k] = tier.get(k, 0) + int(r[k])

@@ -74,7 +74,8 @@ def build_report(dialect: Dialect, datastore: Any, policy: Policy, start: date |
             span = dialect.rows(c, "SELECT MIN(lo) AS lo, MAX(hi) AS hi FROM ("
                                 " SELECT MIN(day) AS lo, MAX(day) AS hi FROM kpi_daily WHERE dim = 'all'"
                                 " UNION ALL SELECT MIN(day), MAX(day) FROM kpi_penalty_daily) AS spans")[0]
-            start = start or (date.fromisoformat(span["lo"]) if span["lo"] else clock.now().astimezone(policy.timezone).date().replace(day=1))
+            start = start or (date.fromisoformat(span["lo"]) if span["lo"]
+                              else clock.now().astimezone(policy.timezone).date().replace(day=1))
             end = end or (date.fromisoformat(span["hi"]) if span["hi"] else start)
         lo, hi = start.isoformat(), end.isoformat()
         totals = sum_counters(dialect, c, "all", lo, hi)

@@ -151,7 +151,7 @@ def _catch_up(app: RecoveryApplication, view: KpiViewMixin, batch_size: int,
             if size > 1:
                 size = max(1, size // 2)
                 continue
-            view.record_fault(notifications[0].id, Tracking(app.name, notifications[0].id),  # type: ignore[attr-defined]
+            view.record_fault(notifications[0].id, Tracking(app.name, notifications[0].id),
                               f"{type(error).__name__}: {error}"[:500], after=last)
             log.error(json.dumps({"event": "read_model_fault", "position": notifications[0].id,
                                   "topic": notifications[0].topic, "error": f"{type(error).__name__}: {error}"[:500]}))

@@ -13,7 +13,8 @@ import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
+from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Recording
 from eventsourcing.persistence import IntegrityError, Tracking
@@ -171,7 +172,7 @@ class _Batch:
         """The complaint this one repeats: the sender's `repeat_of`, else the most recent earlier
         twin by `received` (ties broken by complaint id, so arrival order never decides)."""
         if env.data.get("repeat_of"):
-            return env.data["repeat_of"]
+            return cast(str, env.data["repeat_of"])
         me = (to_us(env.occurred_at), env.complaint_id)
         earlier = [t for t in self.twins(env, window_days) if t < me]
         return earlier[-1][1] if earlier else None
@@ -231,8 +232,8 @@ def _named(text: str) -> Envelope | None:
         return None
     if not isinstance(raw, dict) or not _storable_text(raw.get("complaint_id")):
         return None
-    data = raw.get("data") if isinstance(raw.get("data"), dict) else {}
-    kind = raw.get("type") if raw.get("type") == "complaint.received" and _storable_text(data.get("customer_id")) \
+    data = raw["data"] if isinstance(raw.get("data"), dict) else {}
+    kind = raw["type"] if raw.get("type") == "complaint.received" and _storable_text(data.get("customer_id")) \
         else "complaint.unknown"
     return Envelope(event_id="", type=kind, complaint_id=raw["complaint_id"], occurred_at=datetime.min,
                     actor={}, data={"customer_id": data["customer_id"]} if kind == "complaint.received" else {})
@@ -253,7 +254,7 @@ class IngestService:
         self._writer_token: int | None = None  # the any-complaint writer token last seen (or written)
         self.keyring = Keyring(app)
         self._sealing_keys: Recent[str, bytes] = Recent(SEALING_KEYS_KEPT)
-        self.recorded: list[Recording] = []  # saved since the read model last took them
+        self.recorded: list[Recording[UUID]] = []  # saved since the read model last took them
         default = policy.file_lateness_seconds if watcher == "event" else policy.live_lateness_seconds
         self.lateness = timedelta(seconds=default if lateness_seconds is None else lateness_seconds)
 
@@ -271,7 +272,7 @@ class IngestService:
                 self._sealing_keys[key_id] = found[key_id] = key
         return found
 
-    def take_recorded(self) -> list[Recording]:
+    def take_recorded(self) -> list[Recording[UUID]]:
         """What this service has saved since the last call, in log order (for the read model)."""
         recorded, self.recorded = self.recorded, []
         return recorded
@@ -375,7 +376,7 @@ class IngestService:
         clock = from_us(stored_clock) if stored_clock is not None else None
         if self.watcher == "wall":
             clock = max(filter(None, (clock, wall_clock.now() - self.lateness)))
-            horizon = clock
+            horizon: datetime | None = clock
         else:
             latest = max([e.occurred_at for e in envelopes], default=None)
             horizon = latest - self.lateness if latest is not None else None
@@ -416,11 +417,11 @@ class IngestService:
                 if clock is not None:
                     self._record_missed(batch, due, clock)
                 self._apply(batch, env, complaint, repeat_of, due)
-            except Exception as error:
+            except Exception as error:  # noqa: BLE001 - any fault of one line refuses that line alone
                 raise _LineFault(i, error) from None
             batch.seen.add(env.event_id)
-            for key in env.unknown_fields:
-                batch.unknown[key[:MAX_KEY]] = batch.unknown.get(key[:MAX_KEY], 0) + 1
+            for name in env.unknown_fields:
+                batch.unknown[name[:MAX_KEY]] = batch.unknown.get(name[:MAX_KEY], 0) + 1
             outcomes.append(Outcome(ACCEPTED, raw.text, event_id=env.event_id, type=env.type,
                                     unknown_fields=env.unknown_fields))
         if clock is not None:
@@ -462,7 +463,7 @@ class IngestService:
             deadline = to_us(complaint.deadline)
             batch.index.deadlines[env.complaint_id] = deadline
             heapq.heappush(due, (deadline, env.complaint_id))
-            issue = (lookup, env.data["issue_key"], to_us(env.occurred_at), env.complaint_id)
+            issue = (cast(str, lookup), env.data["issue_key"], to_us(env.occurred_at), env.complaint_id)
             batch.index.customer_issues.append(issue)
             batch.issues.append(issue)
             if lookup is not None:

@@ -15,7 +15,7 @@ import csv
 import json
 from collections.abc import Iterable, Iterator
 from datetime import date
-from typing import Any, TextIO
+from typing import IO, Any, TextIO, cast
 from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
@@ -43,9 +43,10 @@ def export_rows(app: RecoveryApplication, policy: Policy, start: date | None = N
         with app.datastore.transaction(commit=False) as c:
             hashes = {(r["originator_id"], r["originator_version"]): r["hash"] for r in app.dialect.rows_in(
                 c, "SELECT originator_id, originator_version, hash FROM recovery_chain", "originator_id",
-                sorted({n.originator_id.hex for n in notifications}))}
+                sorted({cast(UUID, n.originator_id).hex for n in notifications}))}
         for n in notifications:
-            event = app.mapper.to_domain_event(n)
+            assert isinstance(n.originator_id, UUID)  # the store's aggregates have UUIDs
+            event: Any = app.mapper.to_domain_event(n)  # any of the store's events: attributes vary by kind
             kind = type(event).__name__
             if kind == "Received":
                 names[n.originator_id.hex] = event.complaint_id
@@ -57,14 +58,15 @@ def export_rows(app: RecoveryApplication, policy: Policy, start: date | None = N
                 "position": n.id, "recorded_at": event.timestamp.isoformat(), "aggregate": n.originator_id.hex,
                 "version": n.originator_version,
                 "type": SPEC_TYPE[kind] if is_complaint else type(event).__qualname__.split(".")[0],
-                "complaint_id": names.get(n.originator_id.hex) if is_complaint else getattr(event, "complaint_id", None),
+                "complaint_id": (names.get(n.originator_id.hex) if is_complaint
+                                 else getattr(event, "complaint_id", None)),
                 "topic": n.topic, "hash": hashes.get((n.originator_id.hex, n.originator_version)),
                 "state": bytes(n.state).decode("utf-8"),
             }
         position = notifications[-1].id + 1
 
 
-def write_export(rows: Iterable[dict[str, Any]], out: TextIO, fmt: str) -> int:
+def write_export(rows: Iterable[dict[str, Any]], out: IO[str], fmt: str) -> int:
     count = 0
     if fmt == "csv":
         writer = csv.DictWriter(out, fieldnames=COLUMNS)

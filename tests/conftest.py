@@ -22,10 +22,32 @@ import pytest
 
 from domain.policy import load_policy
 
-
 # Test histories are dated where the story needs them, some after today: they are replays, so the
 # future-time guard (SPEC §2, max_future_minutes) is lifted for them. Its own tests use the defaults.
 REPLAY_FUTURE_MINUTES = 100_000_000
+
+# Test files that need no database server, Kafka broker or Prometheus (an embedded SQLite file at
+# most): marked `unit`, run by `make test-unit` in seconds. A file joins when none of its tests asks
+# for postgres_url/store_url/postgres_server or starts a broker or Prometheus.
+UNIT_FILES = {
+    "test_complaint.py",
+    "test_demo.py",
+    "test_envelope.py",
+    "test_envelope_limits.py",
+    "test_policy.py",
+    "test_timelimits.py",
+}
+
+
+SERVER_FIXTURES = {"postgres_server", "postgres_url", "store_url"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.name in UNIT_FILES:
+            if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+                raise pytest.UsageError(f"{item.nodeid} needs PostgreSQL: take its file out of UNIT_FILES")
+            item.add_marker(pytest.mark.unit)
 
 
 @pytest.fixture(scope="session")

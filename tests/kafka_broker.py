@@ -49,7 +49,7 @@ def broker() -> Iterator[str]:
                 break
             except OSError:
                 if proc.poll() is not None:
-                    raise RuntimeError("tansu broker exited at start-up")
+                    raise RuntimeError("tansu broker exited at start-up") from None
                 time.sleep(0.1)
         else:
             raise RuntimeError("tansu broker did not listen within 30 s")

@@ -48,8 +48,9 @@ def test_report_as_of_gives_the_figures_as_they_stood_then(store, capsys):
     from datetime import datetime, timedelta
     from zoneinfo import ZoneInfo
 
-    from domain import clock
     from test_scenarios import november_history
+
+    from domain import clock
 
     lines = november_history().lines
     month_end = datetime(2026, 12, 1, 0, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
@@ -77,7 +78,8 @@ def test_report_as_of_gives_the_figures_as_they_stood_then(store, capsys):
         then = json.loads(capsys.readouterr().out)
         assert then.pop("as_of") == "2026-12-01T00:00:00+08:00"
         assert then == json.loads(at_month_end)
-        assert main(["report", "--from", "2026-11-01", "--to", "2026-11-30", "--as-of", "2026-12-01T00:00:00+08:00"]) == 0
+        assert main(["report", "--from", "2026-11-01", "--to", "2026-11-30",
+                     "--as-of", "2026-12-01T00:00:00+08:00"]) == 0
         assert "as recorded at 2026-12-01T00:00:00+08:00" in capsys.readouterr().out
     finally:
         clock.use_clock(previous)
@@ -202,8 +204,9 @@ def test_export_rows_carry_position_type_complaint_and_hash_and_a_range_narrows_
     import json
     from datetime import UTC, datetime
 
-    from domain import clock
     from test_scenarios import november_history
+
+    from domain import clock
 
     lines = november_history().lines
     previous = clock.use_clock(lambda: datetime(2026, 11, 30, 4, 0, tzinfo=UTC))

@@ -43,7 +43,8 @@ def test_full_lifecycle_and_states(complaint, policy):
     complaint.handle(env("resolved", {"outcome": "resolved"}), policy)  # a second resolve is allowed
     complaint.handle(env("closed", {"satisfaction": "satisfied"}), policy)
     for kind, data in [("compensated", {"amount": "10.00", "kind": "credit"}), ("assigned", {"to": {"handler": "x"}}),
-                       ("apologised", {"mode": "verbal"}), ("verified", {"liability": "company", "service_fault": False, "handling_fault": False}),
+                       ("apologised", {"mode": "verbal"}),
+                       ("verified", {"liability": "company", "service_fault": False, "handling_fault": False}),
                        ("resolved", {"outcome": "resolved"}), ("closed", {"satisfaction": "neutral"})]:
         with pytest.raises(InvalidTransition):
             complaint.handle(env(kind, data), policy)
@@ -63,7 +64,8 @@ def test_full_lifecycle_and_states(complaint, policy):
 def test_refund_needs_a_prior_verification_with_company_or_shared_liability(complaint, policy):
     with pytest.raises(RefundUnverified):
         complaint.handle(pay("50.00", "refund"), policy)
-    complaint.handle(env("verified", {"liability": "customer", "service_fault": False, "handling_fault": False}), policy)
+    complaint.handle(env("verified", {"liability": "customer", "service_fault": False, "handling_fault": False}),
+                     policy)
     with pytest.raises(RefundUnverified):
         complaint.handle(pay("50.00", "refund"), policy)
     complaint.handle(env("verified", {"liability": "shared", "service_fault": False, "handling_fault": False}), policy)
@@ -104,7 +106,8 @@ def test_escalation_beyond_the_branch_upgrades(complaint, policy):
 
 def test_contacts_in_quiet_hours_are_recorded_as_violations(complaint, policy):
     complaint.handle(env("responded", {"channel": "call"}, at="2026-11-02T22:00:00+08:00"), policy)
-    complaint.handle(env("responded", {"channel": "call", "customer_requested_time": True}, at="2026-11-02T23:00:00+08:00"), policy)
+    complaint.handle(env("responded", {"channel": "call", "customer_requested_time": True},
+                         at="2026-11-02T23:00:00+08:00"), policy)
     complaint.handle(env("resolved", {"outcome": "resolved"}, at="2026-11-03T08:00:00+08:00"), policy)
     flags = [e.quiet_hours_violation for e in complaint.collect_events() if hasattr(e, "quiet_hours_violation")]
     assert flags == [True, False, False]

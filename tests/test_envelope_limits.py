@@ -195,7 +195,8 @@ def test_a_time_that_overflows_utc_is_refused(at):
 def test_nothing_before_2000_is_accepted():
     assert "before 2000" in refused(line(RECEIVED, occurred_at="1999-12-31T23:59:59Z"))
     assert "before 2000" in refused(line(RECEIVED, occurred_at="2000-01-01T07:59:59+08:00"))
-    assert parse_line(line(RECEIVED, occurred_at="2000-01-01T00:00:00Z")).occurred_at == datetime(2000, 1, 1, tzinfo=UTC)
+    assert parse_line(line(RECEIVED, occurred_at="2000-01-01T00:00:00Z")).occurred_at == \
+        datetime(2000, 1, 1, tzinfo=UTC)
     assert parse_line(line(RECEIVED, occurred_at="9999-12-31T23:59:59+00:00")).occurred_at.year == 9999
 
 

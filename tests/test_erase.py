@@ -142,8 +142,8 @@ def test_a_follow_up_is_sealed_with_its_customers_key_after_the_key_left_the_cac
 def test_the_keys_a_batch_of_follow_ups_seals_with_are_read_in_one_query(store_url, monkeypatch):
     from feed import Feed
 
-    from service import ingest
     from infra.privacy import Keyring
+    from service import ingest
 
     monkeypatch.setattr(ingest, "SEALING_KEYS_KEPT", 1)
     reads: list[list[str]] = []

@@ -9,8 +9,8 @@ from unittest import mock
 import pytest
 from feed import Feed
 
-from domain.complaint import complaint_uuid
 from app.platform import Platform
+from domain.complaint import complaint_uuid
 from projections.report import build_report
 
 
@@ -376,7 +376,8 @@ def test_a_batch_with_refusals_leaves_no_reference_cycles(platform):
     f = Feed()
     f.received("C1", "2026-11-02T09:00:00+08:00")
     f.raw("{not json")
-    f.raw('{"event_id": "x", "type": "complaint.received", "complaint_id": "C2", "occurred_at": "2026-11-02T09:00:00+08:00", "data": {}}')
+    f.raw('{"event_id": "x", "type": "complaint.received", "complaint_id": "C2", '
+          '"occurred_at": "2026-11-02T09:00:00+08:00", "data": {}}')
     f.resolved("C9", "2026-11-02T10:00:00+08:00")  # never received
     platform.ingest_lines(f.lines[:1])
     gc.collect()

@@ -9,9 +9,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from contextlib import contextmanager
 import urllib.request
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -61,7 +61,7 @@ def produce(bootstrap: str, topic: str, lines: list[str]) -> None:
 
 
 def start_serve(url: str, env: dict[str, str], batch: int = 100) -> subprocess.Popen:
-    log = tempfile.NamedTemporaryFile("w+", prefix="serve-", suffix=".log", delete=False)
+    log = tempfile.NamedTemporaryFile("w+", prefix="serve-", suffix=".log", delete=False)  # noqa: SIM115 - outlives this call
     port = free_port()
     proc = subprocess.Popen(
         [RECOVERY, "serve"],
@@ -139,7 +139,8 @@ def complaint_events(url: str) -> set[str]:
     """The stable ids (`originator:version`) of every recorded complaint event."""
     platform = Platform(url)
     try:
-        return {f"{n.originator_id}:{n.originator_version}" for n in platform.app.recorder.select_notifications(1, 1_000_000)
+        return {f"{n.originator_id}:{n.originator_version}"
+                for n in platform.app.recorder.select_notifications(1, 1_000_000)
                 if n.topic.split(":")[1].startswith("Complaint.")}
     finally:
         platform.close()
@@ -219,13 +220,13 @@ def test_sigkill_during_batches_then_restart_equals_an_uninterrupted_run(postgre
         proc = start_serve(postgres_url, env, batch=40)
         try:
             already = ingested(postgres_url) if _ else 0
-            wait_for(lambda: ingested(postgres_url) > already + 200, procs=(proc,))
+            wait_for(lambda: ingested(postgres_url) > already + 200, procs=(proc,))  # noqa: B023 - called at once
             relays = children(proc.pid)
         finally:
             proc.send_signal(signal.SIGKILL)
             proc.wait()
         assert len(relays) == 1  # the outbox relay, a process of its own: it follows serve out
-        wait_for(lambda: all(gone(pid) for pid in relays), 30)
+        wait_for(lambda: all(gone(pid) for pid in relays), 30)  # noqa: B023 - called at once
     with serving(postgres_url, env, batch=40) as (proc,):
         wait_for(lambda: ingested(postgres_url) == len(lines), procs=(proc,))
         time.sleep(1.0)  # let the relay drain

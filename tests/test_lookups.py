@@ -43,7 +43,8 @@ def test_each_value_looked_up_is_found_once_however_often_it_is_asked_for(tmp_pa
     conn = sqlite3.connect(tmp_path / "lookups.db")
     conn.row_factory = sqlite3.Row
     _issues(conn.cursor(), 2000)
-    rows = SQLITE.rows_in(conn.cursor(), "SELECT n FROM issues", "customer_id", ["cust-7", "cust-7", "cust-1500", "nobody"])
+    rows = SQLITE.rows_in(conn.cursor(), "SELECT n FROM issues", "customer_id",
+                          ["cust-7", "cust-7", "cust-1500", "nobody"])
     assert sorted(r["n"] for r in rows) == [7, 1500]
 
 

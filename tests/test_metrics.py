@@ -18,9 +18,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_server import ensure_installed
 from test_scenarios import november_history
 
-from domain import clock
 from app.http import MetricsServer
 from app.platform import Platform
+from domain import clock
 from projections.metrics import KpiCollector
 
 SEEN_AT = datetime(2026, 11, 25, 12, 0, tzinfo=ZoneInfo("Asia/Shanghai"))

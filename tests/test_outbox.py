@@ -6,9 +6,9 @@ import pytest
 from feed import Feed
 from kafka.errors import KafkaError, KafkaTimeoutError
 
+from app.platform import Platform
 from consumers.outbox import RELAY, OutboxRelay
 from consumers.settings import KafkaSettings
-from app.platform import Platform
 
 
 class _Sent:
@@ -91,7 +91,8 @@ def test_keyed_messages_go_where_kafkas_default_partitioner_puts_them():
     for n in range(500):
         key = f"C-2026-{n:06d}".encode()
         for _ in range(2):  # computed, then cached
-            assert ours.partition("t", key, key, b"", b"", Cluster()) == theirs.partition("t", key, key, b"", b"", Cluster())
+            assert ours.partition("t", key, key, b"", b"", Cluster()) == \
+                theirs.partition("t", key, key, b"", b"", Cluster())
     assert ours.partition("t", None, None, b"", b"", Cluster()) in range(6)
 
 

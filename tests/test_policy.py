@@ -77,4 +77,5 @@ def test_a_bad_max_future_minutes_is_refused_naming_the_key(tmp_path, value):
 def test_a_policy_copied_before_max_future_minutes_existed_still_loads(tmp_path):
     policy = load_policy(_policy_with(tmp_path, "max_future_minutes = 5\n", ""))
     assert policy.max_future_minutes == 5
-    assert load_policy(_policy_with(tmp_path, "max_future_minutes = 5", "max_future_minutes = 0")).max_future_minutes == 0
+    assert load_policy(_policy_with(tmp_path, "max_future_minutes = 5",
+                                    "max_future_minutes = 0")).max_future_minutes == 0

@@ -16,10 +16,10 @@ from kafka_broker import broker, create_topics
 from prometheus_server import ensure_installed, prometheus
 from test_metrics import history
 
-from consumers.lag import ConsumerLagCollector, OutboxLagCollector
-from consumers.outbox import RELAY
 from app.http import MetricsServer
 from app.platform import Platform
+from consumers.lag import ConsumerLagCollector, OutboxLagCollector
+from consumers.outbox import RELAY
 
 ROOT = Path(__file__).resolve().parents[1]
 DASHBOARD = ROOT / "infra/grafana/dashboards/service-recovery.json"
@@ -41,7 +41,8 @@ EXPECTED = {
     ("Penalties by unit (CNY)", "A"): {("huaian-cs",): 650, ("huaian-store-1",): 100, ("xuzhou-cs",): 0},
     ("Penalty points by unit", "A"): {("huaian-cs",): 0, ("huaian-store-1",): 0, ("xuzhou-cs",): 0.02},
     ("Compensation by unit (CNY)", "A"): {("huaian-cs",): 0, ("huaian-store-1",): 80},
-    ("Time to resolution: median and 90th percentile by tier, all time", "A"): {("premium",): 1800, ("standard",): 21600, ("vip",): 14400},
+    ("Time to resolution: median and 90th percentile by tier, all time", "A"):
+        {("premium",): 1800, ("standard",): 21600, ("vip",): 14400},
     ("Inbound events per second by result", "A"): {("accepted",): 0, ("duplicate",): 0, ("rejected",): 0},
     ("Rejected inbound events by reason", "A"): {("invalid_event",): 1, ("invalid_transition",): 1,
                                                  ("over_authority",): 1, ("unknown_complaint",): 1},
@@ -104,8 +105,9 @@ def real_consumer_lag() -> ConsumerLagCollector:
 
 @pytest.fixture(scope="module")
 def exporters(tmp_path_factory):
-    from domain import clock
     from test_metrics import SEEN_AT
+
+    from domain import clock
 
     lag = real_consumer_lag()  # measured now, on the wall clock: not stalled
     previous = clock.use_clock(lambda: SEEN_AT)

@@ -120,7 +120,8 @@ def test_november_kpis_match_the_hand_worked_values(store, capsys):
     assert penalties[("cs-1", "2026-11")]["amount"] == "50.00"
     assert penalties[("dh-1", "2026-11")]["amount"] == "300.00"
     assert penalties[("dh-1", "2026-11")]["reasons"]["repeat_handling_fault"] == 1
-    assert (penalties[("xuzhou-cs", "2026-11")]["amount"], penalties[("xuzhou-cs", "2026-11")]["points"]) == ("0.00", "0.02")
+    assert (penalties[("xuzhou-cs", "2026-11")]["amount"],
+            penalties[("xuzhou-cs", "2026-11")]["points"]) == ("0.00", "0.02")
 
     assert report["ingest"] == {"accepted": 31, "duplicates": 1, "rejected": 4, "rejected_by_reason": {
         "invalid_event": 1, "unknown_complaint": 1, "invalid_transition": 1, "over_authority": 1},

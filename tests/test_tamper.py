@@ -61,7 +61,8 @@ def test_an_untouched_store_verifies(store, capsys):
 def test_an_altered_event_is_named(store, capsys):
     at, aggregate, version = position(store, "Compensated")
     with store.app.datastore.transaction(commit=False) as c:
-        state = bytes(store.app.dialect.rows(c, f"SELECT state FROM {events(store)} WHERE {pos(store)} = ?", (at,))[0]["state"])
+        state = bytes(store.app.dialect.rows(c, f"SELECT state FROM {events(store)} WHERE {pos(store)} = ?",
+                                             (at,))[0]["state"])
     assert b"80.00" in state
     sql(store, f"UPDATE {events(store)} SET state = ? WHERE {pos(store)} = ?", (state.replace(b"80.00", b"8.00"), at))
     code, out = verify(capsys)

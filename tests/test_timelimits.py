@@ -71,7 +71,8 @@ def test_working_days_skip_a_listed_holiday_and_count_a_make_up_weekend(policy):
 
 
 def test_coordination_replaces_tier_limit_even_for_vip(policy):
-    assert due(policy, "2026-11-05T10:00:00+08:00", tier="vip", coordination="cross_province") == "2026-11-11T10:00:00+08:00"
+    assert due(policy, "2026-11-05T10:00:00+08:00", tier="vip",
+               coordination="cross_province") == "2026-11-11T10:00:00+08:00"
 
 
 def test_working_day_deadline_in_quiet_hours_moves_to_eight(policy):

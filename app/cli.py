@@ -229,16 +229,30 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
     lock_timeout = lock_timeout_seconds()
     with Platform() as platform:
         total = platform.app.recorder.max_notification_id() or 0
-        try:
-            with _progress(total, f"rebuild {args.projection}", bytes_=False) as bar:
-                applied = platform.rebuild(progress=bar, lock_timeout=lock_timeout)
-        except LockBusy as busy:
-            if args.debug:
-                raise
-            print(f"recovery rebuild: {busy}; nothing was changed", file=sys.stderr)
-            return EXIT_BUSY
-    print(f"rebuilt projection {args.projection} from {applied} recorded events")
-    return 0
+        with _progress(total, f"rebuild {args.projection}", bytes_=False) as bar:
+            if args.check:
+                at, differences = platform.check(progress=bar)
+            else:
+                try:
+                    at = platform.rebuild(progress=bar, lock_timeout=lock_timeout)
+                except LockBusy as busy:
+                    if args.debug:
+                        raise
+                    print(f"recovery rebuild: {busy}; nothing was changed", file=sys.stderr)
+                    return EXIT_BUSY
+    if not args.check:
+        print(f"rebuilt projection {args.projection} from {at} recorded events; switched in one transaction")
+        return 0
+    for d in differences:
+        print(f"DIFFERS {d.table}: {len(d.only_live)} row(s) only in the live read model, "
+              f"{len(d.only_rebuilt)} only in the one rebuilt from the log")
+        for row in d.only_live[:5]:
+            print(f"  live:    {row}")
+        for row in d.only_rebuilt[:5]:
+            print(f"  rebuilt: {row}")
+    state = "MATCHES" if not differences else f"{len(differences)} TABLE(S) DIFFER"
+    print(f"{state}: the read model against one rebuilt from the log up to position {at}; nothing switched")
+    return 0 if not differences else 1
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -356,8 +370,11 @@ def build_parser() -> argparse.ArgumentParser:
     erase.add_argument("customer_id")
     erase.set_defaults(func=cmd_erase)
 
-    rebuild = sub.add_parser("rebuild", help="drop the projection tables and rebuild them from the event log")
+    rebuild = sub.add_parser("rebuild", help="rebuild the read model from the event log beside the live one, "
+                             "then switch readers over in one transaction")
     rebuild.add_argument("--projection", choices=["kpi"], default="kpi")
+    rebuild.add_argument("--check", action="store_true", help="build beside the live read model, compare every "
+                         "row, print what differs, switch nothing; exit 1 on any difference")
     rebuild.set_defaults(func=cmd_rebuild)
 
     serve = sub.add_parser("serve", help="consume Kafka, keep projections, relay the outbox, watch deadlines")

@@ -23,8 +23,9 @@ from infra.config import cached_complaints
 from infra.memory import collect_all, collect_rarely
 from infra.reach import check_reachable, sqlite_unusable
 from infra.store import RecoveryApplication, database_url, sqlite_path
+from projections.beside import Difference, check, rebuild_beside
 from projections.kpi import KpiViewMixin
-from projections.runner import catch_up, open_view, rebuild
+from projections.runner import catch_up, open_view
 from service.ingest import IngestService, Outcome
 
 # Rewritten by every batch, or (the last three) probed by every batch through their indexes, which
@@ -171,11 +172,17 @@ class Platform:
         return done
 
     def rebuild(self, progress: Callable[[int], None] | None = None, lock_timeout: float | None = None) -> int:
-        """Drop the read model and apply the whole log again; returns how many events were applied.
-        On PostgreSQL, the tables are dropped only if their locks are granted within
-        `lock_timeout` seconds; else LockBusy names who held them, and nothing changed."""
-        return rebuild(self.app, self.view, progress=progress, after_batch=self._housekeeping_when_due,
-                       lock_timeout=lock_timeout)
+        """Build the read model again from the log beside the live one, then swap it in, in one
+        transaction (projections/beside.py); returns the log position it stands at. On PostgreSQL
+        the swap waits at most `lock_timeout` seconds for the read model's locks; else LockBusy
+        names who held them, and nothing changed."""
+        return rebuild_beside(self.app, self.view, self.policy, progress=progress, lock_timeout=lock_timeout)
+
+    def check(self, progress: Callable[[int], None] | None = None) -> tuple[int, list[Difference]]:
+        """The read model compared, row by row, with one built from the log beside it; nothing switched."""
+        if not self.read_only:
+            self.catch_up()
+        return check(self.app, self.view, self.policy, progress=progress)
 
     def _housekeeping_when_due(self) -> None:
         """Once a minute: a full garbage collection (infra/memory.py) and, on PostgreSQL, a vacuum

@@ -4,19 +4,17 @@ can be re-derived later exactly (as long as the policy's amounts are the same)."
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from pathlib import Path
 from typing import cast
 
 from eventsourcing.domain import DomainEvent
 from eventsourcing.persistence import Tracking
-from eventsourcing.sqlite import SQLiteDatastore
 
 from domain.policy import Policy
 from infra.store import RecoveryApplication
+from projections.beside import scratch_view
 from projections.kpi import SQLiteKpiView
 
 
@@ -25,11 +23,7 @@ def view_as_of(app: RecoveryApplication, policy: Policy, moment: datetime, batch
                progress: Callable[[int], None] | None = None) -> Iterator[SQLiteKpiView]:
     """A KPI view of every event recorded at or before `moment` (its recorded timestamp), in log
     order; gone when the block ends."""
-    with tempfile.TemporaryDirectory(prefix="recovery-as-of-") as folder:
-        datastore = SQLiteDatastore(str(Path(folder) / "as-of.db"))
-        view = SQLiteKpiView(datastore)
-        view.policy = policy
-        view.create_table()
+    with scratch_view(policy) as view:
         applied, start = 0, 1
         while notifications := app.recorder.select_notifications(start=start, limit=batch_size):
             items = [(event, Tracking(app.name, n.id)) for n in notifications
@@ -40,7 +34,4 @@ def view_as_of(app: RecoveryApplication, policy: Policy, moment: datetime, batch
             start = notifications[-1].id + 1
             if progress:
                 progress(len(notifications))
-        try:
-            yield view
-        finally:
-            datastore.close()
+        yield view

@@ -108,7 +108,7 @@ def catch_up(app: RecoveryApplication, view: KpiViewMixin, batch_size: int = 200
 
 def _catch_up(app: RecoveryApplication, view: KpiViewMixin, batch_size: int,
               progress: Callable[[int], None] | None, recorded: Sequence[Recording],
-              after_batch: Callable[[], None] | None) -> int:
+              after_batch: Callable[[], None] | None, stop: int | None = None) -> int:
     """Apply every recorded event the view has not applied yet; returns how many. `recorded`: what
     this process has just saved (eventsourcing's recordings, with their log positions). When they
     are next in the log they are applied as they are, without reading and decoding them again.
@@ -130,7 +130,9 @@ def _catch_up(app: RecoveryApplication, view: KpiViewMixin, batch_size: int,
     size = batch_size
     while True:
         last = view.max_tracking_id(app.name) or 0  # type: ignore[attr-defined]
-        notifications = app.recorder.select_notifications(start=last + 1, limit=size)
+        if stop is not None and last >= stop:
+            return done
+        notifications = app.recorder.select_notifications(start=last + 1, limit=size, stop=stop)
         if not notifications:
             return done
         try:

@@ -316,7 +316,9 @@ def _read_model(url: str) -> dict[str, str]:
 
 
 @pytest.mark.postgres
-def test_a_rebuild_blocked_by_an_open_transaction_names_it_and_changes_nothing(postgres_url):
+def test_a_rebuild_blocked_by_another_session_names_it_and_changes_nothing(postgres_url):
+    """A reader's open transaction does not block a rebuild (it swaps rows, readers keep reading);
+    a session holding a lock that stops writers does, and is named."""
     from test_scenarios import november_history
 
     from app.platform import Platform
@@ -326,10 +328,15 @@ def test_a_rebuild_blocked_by_an_open_transaction_names_it_and_changes_nothing(p
     before = _read_model(postgres_url)
     with psycopg.connect(postgres_url, application_name="psql") as reader:  # BEGIN; SELECT ..., left open
         reader.execute("SELECT * FROM kpi_complaints").fetchall()
+        done, _ = recovery("rebuild", url=postgres_url, RECOVERY_LOCK_TIMEOUT_SECONDS="1")
+        assert done.returncode == 0, done.stderr
+    assert _read_model(postgres_url) == before
+    with psycopg.connect(postgres_url, application_name="psql") as holder:  # BEGIN; LOCK TABLE ..., left open
+        holder.execute("LOCK TABLE kpi_daily IN SHARE MODE")
         done, elapsed = recovery("rebuild", url=postgres_url, RECOVERY_LOCK_TIMEOUT_SECONDS="1")
         line = one_line(done)
         assert done.returncode == 4
-        assert re.fullmatch(rf"recovery rebuild: blocked by pid {reader.info.backend_pid} \(user {reader.info.user}, "
+        assert re.fullmatch(rf"recovery rebuild: blocked by pid {holder.info.backend_pid} \(user {holder.info.user}, "
                             r"application psql, idle in transaction since \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\); "
                             r"nothing was changed", line), line
         assert elapsed < 10

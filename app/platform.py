@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import sqlite3
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -18,7 +19,8 @@ import psycopg
 from eventsourcing.application import Recording
 from eventsourcing.persistence import PersistenceError
 
-from domain.policy import Policy, load_policy
+from domain import clock
+from domain.policy import Policy, load_policy, policy_text
 from infra.config import cached_complaints
 from infra.memory import collect_all, collect_rarely
 from infra.reach import check_reachable, sqlite_unusable
@@ -27,6 +29,7 @@ from projections.beside import Difference, check, rebuild_beside
 from projections.kpi import KpiViewMixin
 from projections.runner import catch_up, open_view
 from service.ingest import IngestService, Outcome
+from service.policies import PolicyBook
 
 # Rewritten by every batch, or (the last three) probed by every batch through their indexes, which
 # answer alone only from pages a vacuum has marked all-visible; kept vacuumed by vacuum_hot_tables().
@@ -62,13 +65,19 @@ class Platform:
         # reports read the read model as it is, history and --as-of read the log.
         self.read_only = (os.environ.get("RECOVERY_READ_ONLY", "").lower() in ("1", "yes", "true")
                           if read_only is None else read_only)
-        self.policy = policy or load_policy(os.environ.get("RECOVERY_POLICY_FILE") or None)
+        configured = policy or load_policy(os.environ.get("RECOVERY_POLICY_FILE") or None)
         collect_rarely()  # every command's process opens one Platform, and keeps complaints cached
         cached = cached_complaints()
         check_reachable(self.url, read_only=self.read_only)  # StoreUnavailable, PathUnusable
         for attempt in range(1, 6):
             try:
                 self.app = RecoveryApplication(self.url, cache_size=cached, read_only=self.read_only)
+                self.book = PolicyBook(self.app)
+                self.configured = configured  # the first version, recorded with the first write
+                recorded = self.book.policy()
+                self.policy = recorded or configured
+                if policy is None and recorded is not None:
+                    self._warn_if_the_file_differs(configured)
                 self.view: KpiViewMixin = open_view(self.app, self.policy, read_only=self.read_only,
                                                     cached_complaints=cached)
                 break
@@ -86,6 +95,31 @@ class Platform:
                 time.sleep(0.2 * attempt)
         self.service = IngestService(self.app, self.policy, watcher=watcher)
         self._housekept = time.monotonic()
+
+    def _warn_if_the_file_differs(self, configured: Policy) -> None:
+        """RECOVERY_POLICY_FILE only seeds a store's first version: once it has versions, a file that
+        says otherwise is ignored, and every command says so."""
+        file = os.environ.get("RECOVERY_POLICY_FILE")
+        in_force = self.policy.at(clock.now())
+        if file and policy_text(configured) != policy_text(in_force):
+            number = next((v.number for v in reversed(self.book.versions()) if v.effective_from <= clock.now()), 1)
+            print(f"recovery: warning: RECOVERY_POLICY_FILE {file} differs from policy version {number}, in force "
+                  "in this store; the store's versions apply (recovery policy adopt FILE --effective-from T to "
+                  "change the rules)", file=sys.stderr)
+
+    def record_first_policy(self) -> None:
+        """A store that has no policy version records the configured one, effective from the
+        beginning, before its first write (SPEC §3.5)."""
+        if not self.read_only and not self.book.versions():
+            self.book.seed(self.configured)
+            self.refresh_policy()
+
+    def refresh_policy(self) -> None:
+        """Take up a version adopted since (by `recovery policy adopt`, maybe in another process)."""
+        if self.book.changed():
+            found = self.book.policy()
+            if found is not None:
+                self.policy = self.service.policy = self.view.policy = found
 
     def _explain(self, error: Exception) -> None:
         """Raise the one-line error (PathUnusable, StoreUnavailable) when `error` means the store
@@ -118,8 +152,10 @@ class Platform:
         either's failure stops the ingest, and the read model is caught up when this returns."""
         outcomes: list[Outcome] = []
         batch: list[str | bytes] = []
+        self.record_first_policy()
         with self.beside() as beside:
             def flush() -> None:
+                self.refresh_policy()
                 done = self.service.ingest(batch, retry=retry_refused)
                 if on_batch:  # first: the batch is recorded, whatever the previous catch-up raises
                     on_batch(done)

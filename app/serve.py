@@ -29,6 +29,7 @@ log = logging.getLogger("recovery.serve")
 def serve(settings: KafkaSettings | None = None, tick_seconds: float = 5.0) -> int:
     settings = settings or KafkaSettings.from_env()
     platform = Platform(watcher=settings.watcher)
+    platform.record_first_policy()
     mode = relay_mode(platform)
     stopping = {"flag": False}
 
@@ -61,6 +62,7 @@ def serve(settings: KafkaSettings | None = None, tick_seconds: float = 5.0) -> i
                 try:
                     if failures:
                         consumer.recover()  # before polling again: a failed batch is read again, never skipped
+                    platform.refresh_policy()  # a version adopted while serve runs applies from its next batch
                     counts = consumer.step()
                 except Exception as error:  # noqa: BLE001 - no line does this (ingest isolates them): an outage
                     failures += 1

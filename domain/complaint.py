@@ -124,7 +124,7 @@ class Complaint(Aggregate):
                 f"shared first (先确认,后退费); latest liability: {self.liability or 'not verified'}"
             )
         approver: dict[str, Any] = env.data.get("approved_by") or env.actor
-        limit = policy.compensation_limit(approver["role"])
+        limit = policy.at(env.occurred_at).compensation_limit(approver["role"])  # the version of the payment
         total = self.compensated + env.amount
         if limit is not None and total > limit:
             raise OverAuthority(
@@ -137,7 +137,7 @@ class Complaint(Aggregate):
         quiet = (
             env.type in CONTACTS
             and not env.data.get("customer_requested_time", False)
-            and in_quiet_hours(env.occurred_at, policy)
+            and in_quiet_hours(env.occurred_at, policy.at(env.occurred_at))  # the version of the contact
         )
         common: dict[str, Any] = {"event_id": env.event_id, "occurred_at": env.occurred_at, "actor": env.actor,
                                   "data": env.data}
@@ -151,7 +151,8 @@ class Complaint(Aggregate):
             case "complaint.compensated":
                 self._compensated(**common)
             case "complaint.escalated":
-                self._escalated(**common, upgrades=env.data["to"] in policy.upgrade_escalation_targets)
+                targets = policy.at(self.received_at).upgrade_escalation_targets  # the version of the intake
+                self._escalated(**common, upgrades=env.data["to"] in targets)
             case "complaint.responded":
                 self._responded(**common, quiet_hours_violation=quiet)
             case "complaint.resolved":

@@ -7,8 +7,9 @@ operator who mistypes a limit is told where at start-up rather than finding out 
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
-from datetime import date, time
+from bisect import bisect_right
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, time
 from decimal import Decimal, InvalidOperation
 from importlib import resources
 from pathlib import Path
@@ -53,6 +54,17 @@ class Policy:
     batch_window_minutes: int
     upgrade_channels: frozenset[str]
     upgrade_escalation_targets: frozenset[str]
+    # SPEC §3.5: every version adopted so far, by effective_from (empty: this policy alone). The
+    # latest version carries them, so a rule can ask for the version in force at its moment.
+    versions: tuple[tuple[datetime, Policy], ...] = field(default=(), compare=False, repr=False)
+
+    def at(self, moment: datetime) -> Policy:
+        """The version in force at `moment`: the latest whose effective_from is at or before it
+        (the first one before any)."""
+        if not self.versions:
+            return self
+        i = bisect_right([since for since, _ in self.versions], moment)
+        return self.versions[max(i - 1, 0)][1]
 
     def compensation_limit(self, role: str) -> Decimal | None:
         """The approver's limit; a role with no authority listed has a limit of zero."""
@@ -70,14 +82,7 @@ def load_policy(path: str | Path | None = None) -> Policy:
         except OSError as e:
             raise PolicyError(f"{path}: cannot read policy file: {e.strerror}") from None
         source = str(path)
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise PolicyError(f"{source}: not valid TOML: {e}") from None
-    try:
-        return _parse(raw)
-    except PolicyError as e:
-        raise PolicyError(f"{source}: {e}") from None
+    return parse_policy(text, source)
 
 
 class _Reader:
@@ -209,7 +214,7 @@ def _parse(raw: dict[str, Any]) -> Policy:
     watcher.done()
 
     pen = top.sub("penalties")
-    penalties = {
+    penalties: dict[str, Any] = {
         name: pen.amount(name)
         for name in (
             "deadline_missed_handler",
@@ -264,3 +269,71 @@ def _parse(raw: dict[str, Any]) -> Policy:
         upgrade_escalation_targets=upgrade_targets,
         **penalties,
     )
+
+
+def with_versions(versions: list[tuple[datetime, Policy]]) -> Policy:
+    """The latest of these (effective_from, policy) versions, carrying them all (Policy.at)."""
+    ordered = tuple(sorted(((since, replace(p, versions=())) for since, p in versions), key=lambda v: v[0]))
+    return replace(ordered[-1][1], versions=ordered)
+
+
+def policy_text(policy: Policy) -> str:
+    """The policy as TOML that load_policy reads back to an equal policy: what an adoption records."""
+    def value(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, int):
+            return str(v)
+        if isinstance(v, Decimal):
+            return f'"{v}"'
+        if isinstance(v, (frozenset, list, tuple)):
+            return "[" + ", ".join(value(x) for x in sorted(v, key=str)) + "]"
+        if isinstance(v, dict):
+            return "{ " + ", ".join(f"{k} = {value(x)}" for k, x in v.items()) + " }"
+        if isinstance(v, (date, time)):
+            return f'"{v.isoformat()}"' if isinstance(v, date) else f'"{v:%H:%M}"'
+        return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    p = policy
+    limits = {name: "unlimited" if limit is None else limit for name, limit in p.compensation_limits.items()}
+    lines = [
+        f"timezone = {value(p.timezone.key)}",
+        "", "[time_limits]",
+        f"tier_hours = {value(p.tier_hours)}",
+        f"urgency_hours = {value(p.urgency_hours)}",
+        f"urgency_categories = {value(p.urgency_categories)}",
+        f"coordination_working_days = {value(p.coordination_working_days)}",
+        f"holidays = {value(sorted(d.isoformat() for d in p.holidays))}",
+        f"working_weekends = {value(sorted(d.isoformat() for d in p.working_weekends))}",
+        f"quiet_hours = {{ start = {value(p.quiet_start)}, end = {value(p.quiet_end)} }}",
+        f"timely_rate_target = {value(p.timely_rate_target)}",
+        "", "[watcher]",
+        f"file_lateness_seconds = {p.file_lateness_seconds}",
+        f"live_lateness_seconds = {p.live_lateness_seconds}",
+        f"max_future_minutes = {p.max_future_minutes}",
+        "", "[penalties]",
+        *(f"{name} = {value(getattr(p, name))}" for name in (
+            "deadline_missed_handler", "deadline_missed_team_lead", "deadline_missed_channel_supervisor",
+            "service_fault_handler", "repeat_handling_fault_department_head", "unrecorded_points",
+            "unrecorded_monthly_points_cap")),
+        f"supervised_channels = {value(p.supervised_channels)}",
+        "", "[compensation_limits]",
+        *(f"{role} = {value(limit)}" for role, limit in limits.items()),
+        "", "[repeat]", f"window_days = {p.repeat_window_days}",
+        "", "[batch]", f"threshold = {p.batch_threshold}", f"window_minutes = {p.batch_window_minutes}",
+        "", "[upgrade]", f"channels = {value(p.upgrade_channels)}",
+        f"escalation_targets = {value(p.upgrade_escalation_targets)}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def parse_policy(text: str, source: str = "policy") -> Policy:
+    """A policy from TOML text (an adopted version's content, or a file's)."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise PolicyError(f"{source}: not valid TOML: {e}") from None
+    try:
+        return _parse(raw)
+    except PolicyError as e:
+        raise PolicyError(f"{source}: {e}") from None

@@ -45,6 +45,9 @@ INDEX_TABLES = [
     " customer_id TEXT NOT NULL, issue_key TEXT NOT NULL, received BIGINT NOT NULL,"
     " complaint_id TEXT NOT NULL, PRIMARY KEY (customer_id, issue_key, complaint_id))",
     "CREATE TABLE IF NOT EXISTS recovery_watcher (name TEXT PRIMARY KEY, clock BIGINT NOT NULL)",
+    # Adopted policy versions (SPEC §3.5), by number: their events hold the content.
+    "CREATE TABLE IF NOT EXISTS recovery_policy_versions (number BIGINT PRIMARY KEY,"
+    " effective_from BIGINT NOT NULL UNIQUE)",
     # Refused lines by the SHA-256 of their bytes: the same line sent again is a duplicate (SPEC §2).
     "CREATE TABLE IF NOT EXISTS recovery_refused (line_sha256 TEXT PRIMARY KEY, reason TEXT NOT NULL)",
     *CHAIN_TABLES,
@@ -62,6 +65,8 @@ class IndexChanges:
     customer_issues: list[tuple[str, str, int, str]] = field(default_factory=list)
     keys: list[tuple[str, str, str]] = field(default_factory=list)  # new (key id, lookup, key hex)
     refused: list[tuple[str, str]] = field(default_factory=list)  # (line sha256, reason)
+    policy_versions: list[tuple[int, int]] = field(default_factory=list)  # (number, effective_from)
+    latest_occurred: int | None = None  # the latest occurred_at recorded (no version may take effect before)
     watcher_clock: int | None = None
     # A new token from every write of a process that may write any complaint (file ingest), so
     # other processes know their cached complaints may be stale (IngestService).
@@ -92,6 +97,13 @@ class IndexChanges:
                 f"ON CONFLICT (name) DO UPDATE SET clock = {later}(recovery_watcher.clock, excluded.clock)",
                 (self.watcher_clock,),
             )
+        dialect.insert(cursor, "recovery_policy_versions", ("number", "effective_from"), ("bigint", "bigint"),
+                       self.policy_versions)
+        if self.latest_occurred is not None:
+            later = "GREATEST" if dialect.postgres else "MAX"
+            dialect.execute(cursor, "INSERT INTO recovery_watcher VALUES ('latest_occurred', ?) "
+                            f"ON CONFLICT (name) DO UPDATE SET clock = {later}(recovery_watcher.clock, excluded.clock)",
+                            (self.latest_occurred,))
         if self.writer_token is not None:
             dialect.execute(cursor, "INSERT INTO recovery_watcher VALUES ('writer', ?) "
                             "ON CONFLICT (name) DO UPDATE SET clock = excluded.clock", (self.writer_token,))
@@ -142,6 +154,10 @@ class IndexReads:
     def refused_lines(self, digests: list[str]) -> set[str]:
         rows = self._rows_in("SELECT line_sha256 FROM recovery_refused", "line_sha256", digests)
         return {r["line_sha256"] for r in rows}
+
+    def policy_versions(self) -> list[tuple[int, int]]:
+        rows = self._rows("SELECT number, effective_from FROM recovery_policy_versions ORDER BY number")
+        return [(int(r["number"]), int(r["effective_from"])) for r in rows]
 
     def watcher_clock(self) -> int | None:
         return self.watcher_state().get("event_time")

@@ -18,7 +18,7 @@ from decimal import Decimal
 from operator import attrgetter
 from typing import Any, Protocol
 
-from domain.clock import to_us
+from domain.clock import from_us, to_us
 from domain.policy import Policy
 
 COMPENSATION_KINDS = ("refund", "credit", "gift", "points", "voucher", "cash")
@@ -221,10 +221,12 @@ def department_head_at(f: Facts, at: int) -> str:
 
 def penalties_of(f: Facts, original: Facts | None, policy: Policy) -> list[Penalty]:
     """Every penalty this complaint's facts trigger (SPEC §3.2), once per trigger and role, each at
-    the moment of its trigger: a function of the facts alone, so the same whatever order the
-    events arrived in. `original`: the complaint it repeats (itself for a `repeated` event)."""
-    p, out = policy, []
+    the moment of its trigger with the amounts of the policy version in force then: a function of
+    the facts alone, so the same whatever order the events arrived in. `original`: the complaint it
+    repeats (itself for a `repeated` event)."""
+    out = []
     if f.missed:
+        p = policy.at(from_us(f.deadline))
         out += [Penalty(f.uuid, "deadline_missed", "handler", f.handler_at_deadline, f.unit, f.deadline,
                         fen(p.deadline_missed_handler)),
                 Penalty(f.uuid, "deadline_missed", "team_lead", f.team_lead_at_deadline, f.unit, f.deadline,
@@ -233,12 +235,14 @@ def penalties_of(f: Facts, original: Facts | None, policy: Policy) -> list[Penal
             out.append(Penalty(f.uuid, "deadline_missed", "channel_supervisor", f.channel_supervisor, f.unit,
                                f.deadline, fen(p.deadline_missed_channel_supervisor)))
     if f.service_fault_at is not None:
+        p = policy.at(from_us(f.service_fault_at))
         out.append(Penalty(f.uuid, "service_fault", "handler", f.service_fault_handler or f.handler, f.unit,
                            f.service_fault_at, fen(p.service_fault_handler)))
     if original is not None and f.repeat_at is not None:
         found = [t for t in (f.handling_fault_at, original.handling_fault_at) if t is not None]
         if found:
             at = max(f.repeat_at, min(found))
+            p = policy.at(from_us(at))
             out.append(Penalty(f.uuid, "repeat_handling_fault", "department_head", department_head_at(original, at),
                                original.unit, at, fen(p.repeat_handling_fault_department_head)))
     return out
@@ -283,9 +287,10 @@ class FactsUpdater:
     def _received(self, e: Any) -> list[Penalty]:
         d, at = e.data, to_us(e.occurred_at)
         resp = d["responsible"]
+        policy = self.policy.at(e.occurred_at)  # the version in force at intake
         f = Facts(
             uuid=e.originator_id.hex, complaint_id=e.complaint_id, received_at=at,
-            day=e.occurred_at.astimezone(self.policy.timezone).date().isoformat(),
+            day=e.occurred_at.astimezone(policy.timezone).date().isoformat(),
             region=d["region"], unit=e.actor.get("unit") or "", tier=d["customer_tier"],
             category=d["category"], channel=d["channel"], deadline=to_us(e.deadline),
             handler=resp["handler"], team_lead=resp["team_lead"],
@@ -304,7 +309,7 @@ class FactsUpdater:
             self._link(f, self.complaint_uuid(e.repeat_of).hex)
         if d.get("unrecorded_by_unit"):
             return [Penalty(f.uuid, "unrecorded", "unit", d["unrecorded_by_unit"], d["unrecorded_by_unit"], at,
-                            points_centi=fen(self.policy.unrecorded_points))]
+                            points_centi=fen(policy.unrecorded_points))]
         return []
 
     def _link(self, f: Facts, original: str | None) -> None:
@@ -323,7 +328,8 @@ class FactsUpdater:
         """重大批量投诉: many customers, one cause. Every window of the policy's length holding this
         complaint's `received` is checked, so each member of a qualifying window is marked
         whichever complaint arrives last."""
-        window, threshold = self.policy.batch_window_minutes * 60_000_000, self.policy.batch_threshold
+        policy = self.policy.at(from_us(f.received_at))
+        window, threshold = policy.batch_window_minutes * 60_000_000, policy.batch_threshold
         near = self.source.received_between(f.category, f.region, f.received_at - window, f.received_at + window)
         times = [m.received_at for m in near]
         for i, member in enumerate(near):

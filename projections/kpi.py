@@ -195,7 +195,7 @@ class KpiViewMixin:
                     needed.add(complaint_uuid(event.repeat_of).hex)
         batch.preload(needed)
         received = sorted(to_us(e.occurred_at) for e, _ in items if type(e).__qualname__ == "Complaint.Received")
-        window = self.policy.batch_window_minutes * 60_000_000
+        window = max(v.batch_window_minutes for v in (self.policy, *(p for _, p in self.policy.versions))) * 60_000_000
         # The major-batch check looks one window around each new complaint: load those spans
         # whole, one query per run of complaints less than two windows apart.
         for lo, hi in _spans(received, 2 * window):
@@ -282,13 +282,12 @@ class KpiViewMixin:
     def _write_penalties(self, c: Any, penalties: list[Penalty], withdrawn: list[Penalty]) -> None:
         """Assessed once per complaint, trigger and role (a withdrawn one first leaves the sums);
         unrecorded points stop at the monthly cap (扣完为止)."""
-        cap = int(self.policy.unrecorded_monthly_points_cap * 100)
         used: dict[tuple[str, str], int] = {}
         totals: dict[tuple[str, str, str], list[int]] = {}
         daily: dict[tuple[str, str, str, str], list[int]] = {}
 
         def count(p: Penalty, points: int, sign: int) -> tuple[str, str]:
-            local = from_us(p.at).astimezone(self.policy.timezone)
+            local = from_us(p.at).astimezone(self.policy.at(from_us(p.at)).timezone)
             day, month = local.date().isoformat(), local.strftime("%Y-%m")
             for total in (totals.setdefault((month, p.unit, p.reason), [0, 0, 0]),
                           daily.setdefault((day, p.who, p.reason, month), [0, 0, 0])):
@@ -311,13 +310,17 @@ class KpiViewMixin:
             seen.add((p.complaint, p.reason, p.role))
             points = p.points_centi
             if p.reason == "unrecorded":
-                month = from_us(p.at).astimezone(self.policy.timezone).strftime("%Y-%m")
+                local = from_us(p.at).astimezone(self.policy.at(from_us(p.at)).timezone)
+                month = local.strftime("%Y-%m")
                 key = (p.who, month)
                 if key not in used:
                     total: list[Any] = self.dialect.rows(
                         c, "SELECT COALESCE(SUM(points_centi), 0) AS s FROM kpi_penalty_daily "
                         "WHERE who = ? AND month = ? AND reason = 'unrecorded'", key)
                     used[key] = int(total[0]["s"])
+                # The cap of the version in force at the first instant of that month (SPEC §3.5).
+                first = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+                cap = int(self.policy.at(first).unrecorded_monthly_points_cap * 100)
                 points = max(0, min(points, cap - used[key]))
                 used[key] += points
             day, month = count(p, points, 1)

@@ -370,7 +370,8 @@ class IngestService:
         envelopes = [p for p in parsed if isinstance(p, Envelope)]
         already = self.app.index.seen_event_ids([e.event_id for e in envelopes])
         refused_before = self.app.index.refused_lines([r.sha256 for r in raws if r is not None])
-        batch.prefetch(envelopes, self.policy.repeat_window_days)
+        windows = [v.repeat_window_days for v in (self.policy, *(p for _, p in self.policy.versions))]
+        batch.prefetch(envelopes, max(windows))
 
         stored_clock = state.get("event_time")
         clock = from_us(stored_clock) if stored_clock is not None else None
@@ -386,6 +387,7 @@ class IngestService:
             heapq.heapify(due)
 
         outcomes = []
+        accepted_at: list[int] = []
         for i, (raw, item) in enumerate(zip(raws, parsed)):
             origin = origins[i]
             if raw is None:
@@ -420,6 +422,7 @@ class IngestService:
             except Exception as error:  # noqa: BLE001 - any fault of one line refuses that line alone
                 raise _LineFault(i, error) from None
             batch.seen.add(env.event_id)
+            accepted_at.append(to_us(env.occurred_at))
             for name in env.unknown_fields:
                 batch.unknown[name[:MAX_KEY]] = batch.unknown.get(name[:MAX_KEY], 0) + 1
             outcomes.append(Outcome(ACCEPTED, raw.text, event_id=env.event_id, type=env.type,
@@ -427,6 +430,8 @@ class IngestService:
         if clock is not None:
             self._record_missed(batch, due, clock)
             batch.index.watcher_clock = to_us(clock)
+        if accepted_at:
+            batch.index.latest_occurred = max(accepted_at)
         if batch.unknown:
             batch.others.append(UnknownFields(_bounded(batch.unknown), origins[0] if origins else ""))
         if self.owns is _ANY_COMPLAINT and (batch.complaints or batch.others):
@@ -445,7 +450,7 @@ class IngestService:
         if env.type == "complaint.received":
             if complaint is not None:
                 raise ComplaintExists(f"complaint {env.complaint_id} was already received")
-            return None, batch.detect_repeat(env, self.policy.repeat_window_days)
+            return None, batch.detect_repeat(env, self.policy.at(env.occurred_at).repeat_window_days)
         if complaint is None:
             raise UnknownComplaint(f"complaint {env.complaint_id} was never received")
         complaint.check(env, self.policy)
@@ -457,7 +462,7 @@ class IngestService:
         lookup = batch.lookups.get(env.data.get("customer_id", ""))
         plain, env = env, batch.sealed(env, complaint)
         if complaint is None:
-            complaint = Complaint.receive(env, self.policy, repeat_of)
+            complaint = Complaint.receive(env, self.policy.at(env.occurred_at), repeat_of)
             batch.complaints[env.complaint_id] = complaint
             batch.known.add(env.complaint_id)
             deadline = to_us(complaint.deadline)
@@ -467,7 +472,7 @@ class IngestService:
             batch.index.customer_issues.append(issue)
             batch.issues.append(issue)
             if lookup is not None:
-                batch.link_later_twins(plain, self.policy.repeat_window_days)
+                batch.link_later_twins(plain, self.policy.at(plain.occurred_at).repeat_window_days)
             return
         first_resolve = env.type == "complaint.resolved" and complaint.first_resolved_at is None
         if first_resolve and complaint.is_overdue(env.occurred_at):

@@ -133,6 +133,8 @@ def _index(event: Any, index: IndexChanges, complaint_ids: dict[str, str], looku
     kind = type(event).__qualname__
     if kind == "DeadLetter.Recorded" and getattr(event, "line_sha256", None):
         index.refused.append((event.line_sha256, event.reason))
+    if kind == "PolicyVersion.Adopted":
+        index.policy_versions.append((event.number, to_us(event.effective_from)))
     if not kind.startswith("Complaint."):
         return None
     uuid = event.originator_id.hex

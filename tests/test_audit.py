@@ -222,7 +222,8 @@ def test_export_rows_carry_position_type_complaint_and_hash_and_a_range_narrows_
     assert main(["export"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["position"] for r in rows] == sorted(r["position"] for r in rows)
-    first = rows[0]
+    assert rows[0]["type"] == "PolicyVersion"  # the first version, recorded with the first write (SPEC §3.5)
+    first = rows[1]
     assert (first["type"], first["complaint_id"], first["version"], len(first["hash"])) == (
         "complaint.received", "C1", 1, 64)
     assert json.loads(first["state"])["complaint_id"] == "C1"

@@ -66,8 +66,9 @@ def auditor(postgres_url, roles):
 
 def test_the_auditor_role_reads_the_log_and_the_read_models(auditor):
     with psycopg.connect(auditor) as conn:
-        assert conn.execute("SELECT COUNT(*) FROM recovery_events").fetchone()[0] == 38
-        assert conn.execute("SELECT COUNT(*) FROM recovery_chain").fetchone()[0] == 38
+        # 38 complaint events and refusals, and the first policy version
+        assert conn.execute("SELECT COUNT(*) FROM recovery_events").fetchone()[0] == 39
+        assert conn.execute("SELECT COUNT(*) FROM recovery_chain").fetchone()[0] == 39
         assert conn.execute("SELECT SUM(received) FROM kpi_daily WHERE dim = 'all'").fetchone()[0] == 9
         assert conn.execute("SHOW default_transaction_read_only").fetchone()[0] == "on"
 
@@ -106,7 +107,7 @@ def test_auditors_run_the_audit_commands_read_only(auditor, monkeypatch, capsys,
     monkeypatch.setenv("RECOVERY_READ_ONLY", "1")
     capsys.readouterr()
     assert main(["audit", "verify"]) == 0
-    assert capsys.readouterr().out.startswith("INTACT: 38 events")
+    assert capsys.readouterr().out.startswith("INTACT: 39 events")
     assert main(["report", "--format", "json", "--as-of", "2030-01-01T00:00:00+08:00"]) == 0
     assert json.loads(capsys.readouterr().out)["totals"]["received"] == 9
     assert main(["report", "--format", "json"]) == 0
@@ -115,7 +116,7 @@ def test_auditors_run_the_audit_commands_read_only(auditor, monkeypatch, capsys,
     c1 = json.loads(capsys.readouterr().out)
     assert c1["customer_id"] == "[sealed]" and c1["state"]["status"] == "closed"  # keys are not theirs
     assert main(["export", "--output", str(tmp_path / "all.jsonl")]) == 0
-    assert len((tmp_path / "all.jsonl").read_text().splitlines()) == 38
+    assert len((tmp_path / "all.jsonl").read_text().splitlines()) == 39
 
 
 @pytest.mark.parametrize("call", ["pg_advisory_lock(7270128)", "pg_advisory_xact_lock(7270128)",

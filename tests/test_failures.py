@@ -299,7 +299,7 @@ def test_exports_are_created_owner_only(tmp_path):
     out = tmp_path / "all.jsonl"
     done, _ = recovery("export", "--output", str(out), url=url)
     assert done.returncode == 0, done.stderr
-    assert mode(out) == 0o600 and out.read_text().count("\n") == 3
+    assert mode(out) == 0o600 and out.read_text().count("\n") == 4  # and the policy version
     out.chmod(0o644)
     assert recovery("export", "--format", "csv", "--output", str(out), url=url)[0].returncode == 0
     assert mode(out) == 0o644
@@ -342,5 +342,5 @@ def test_a_rebuild_blocked_by_another_session_names_it_and_changes_nothing(postg
         assert elapsed < 10
         assert _read_model(postgres_url) == before
     done, _ = recovery("rebuild", url=postgres_url)
-    assert done.returncode == 0 and done.stdout.startswith("rebuilt projection kpi from 38 recorded events")
+    assert done.returncode == 0 and done.stdout.startswith("rebuilt projection kpi from 39 recorded events")
     assert _read_model(postgres_url) == before

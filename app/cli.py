@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections import Counter
 from collections.abc import Iterator
@@ -255,6 +256,71 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
     return 0 if not differences else 1
 
 
+def cmd_policy_check(args: argparse.Namespace) -> int:
+    from domain.policy import load_policy
+
+    load_policy(args.file)  # PolicyError names the bad key (exit 2)
+    print(f"{args.file}: a valid policy")
+    return 0
+
+
+def cmd_policy_adopt(args: argparse.Namespace) -> int:
+    from app.platform import Platform
+    from domain.policy import load_policy
+    from service.policies import AdoptionRefused
+
+    load_policy(args.file)
+    content = Path(args.file).read_text(encoding="utf-8")
+    with Platform() as platform:
+        platform.record_first_policy()
+        try:
+            version = platform.book.adopt(content, args.effective_from, args.by)
+        except AdoptionRefused as refused:
+            print(f"recovery policy adopt: refused: {refused}", file=sys.stderr)
+            return 2
+    print(f"adopted policy version {version.number}, effective from {version.effective_from.isoformat()} "
+          f"(sha256 {version.sha256[:16]}…)")
+    return 0
+
+
+def cmd_policy_list(args: argparse.Namespace) -> int:
+    from app.platform import Platform
+
+    with Platform() as platform:
+        versions = platform.book.versions()
+    rows: list[dict[str, Any]] = [
+        {"version": v.number, "effective_from": v.effective_from.isoformat(), "adopted_by": v.adopted_by,
+         "adopted_at": v.adopted_at.isoformat(), "sha256": v.sha256} for v in versions]
+    if args.format == "json":
+        print(json.dumps(rows, ensure_ascii=False, indent=2))
+    elif not rows:
+        print("no policy version recorded yet: the first write records the configured policy as version 1")
+    for r in rows if args.format == "table" else []:
+        print(f"v{r['version']:<3} effective {r['effective_from']:<26} adopted {r['adopted_at'][:19]} "
+              f"by {r['adopted_by']:<20} sha256 {r['sha256'][:16]}…")
+    return 0
+
+
+def cmd_policy_show(args: argparse.Namespace) -> int:
+    from app.platform import Platform
+    from domain import clock
+    from domain.policy import policy_text
+
+    with Platform() as platform:
+        moment = _zoned(args.at, platform.policy) if args.at else clock.now()
+        every = platform.book.versions()
+        in_force = [v for v in every if v.effective_from <= moment] or every[:1]
+        if not in_force:
+            print(f"# no version recorded yet; the configured policy:\n{policy_text(platform.policy)}", end="")
+            return 0
+        version = in_force[-1]
+    print(f"# policy version {version.number}, in force at {moment.isoformat()}: effective from "
+          f"{version.effective_from.isoformat()}, adopted {version.adopted_at.isoformat()} by {version.adopted_by}, "
+          f"sha256 {version.sha256}")
+    print(version.content, end="")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from app.demo import run_demo
 
@@ -376,6 +442,24 @@ def build_parser() -> argparse.ArgumentParser:
     rebuild.add_argument("--check", action="store_true", help="build beside the live read model, compare every "
                          "row, print what differs, switch nothing; exit 1 on any difference")
     rebuild.set_defaults(func=cmd_rebuild)
+
+    pol = sub.add_parser("policy", help="policy versions (SPEC §3.5): adopt, list, show, check")
+    pol_sub = pol.add_subparsers(dest="policy_command", required=True)
+    adopt = pol_sub.add_parser("adopt", help="record a new policy version in the log")
+    adopt.add_argument("file")
+    adopt.add_argument("--effective-from", required=True, type=_moment,
+                       help="when it takes effect (ISO 8601 with offset); not before the latest recorded event")
+    adopt.add_argument("--by", default=os.environ.get("USER") or "operator", help="who adopts it (default: $USER)")
+    adopt.set_defaults(func=cmd_policy_adopt)
+    listing = pol_sub.add_parser("list", help="every adopted version")
+    listing.add_argument("--format", choices=["table", "json"], default="table")
+    listing.set_defaults(func=cmd_policy_list)
+    show = pol_sub.add_parser("show", help="the version in force at a moment (default: now), as adopted")
+    show.add_argument("--at", type=_moment)
+    show.set_defaults(func=cmd_policy_show)
+    check_ = pol_sub.add_parser("check", help="validate a policy file; every error names the bad key")
+    check_.add_argument("file")
+    check_.set_defaults(func=cmd_policy_check)
 
     serve = sub.add_parser("serve", help="consume Kafka, keep projections, relay the outbox, watch deadlines")
     serve.set_defaults(func=cmd_serve)

@@ -74,6 +74,7 @@ class Platform:
                 self.app = RecoveryApplication(self.url, cache_size=cached, read_only=self.read_only)
                 self.book = PolicyBook(self.app)
                 self.configured = configured  # the first version, recorded with the first write
+                self._policy_generation = self.book.generation
                 recorded = self.book.policy()
                 self.policy = recorded or configured
                 if policy is None and recorded is not None:
@@ -116,10 +117,10 @@ class Platform:
 
     def refresh_policy(self) -> None:
         """Take up a version adopted since (by `recovery policy adopt`, maybe in another process)."""
-        if self.book.changed():
-            found = self.book.policy()
-            if found is not None:
-                self.policy = self.service.policy = self.view.policy = found
+        found = self.book.policy()  # one small query; the versions are read again only when they changed
+        if found is not None and self.book.generation != self._policy_generation:
+            self.policy = self.service.policy = self.view.policy = found
+            self._policy_generation = self.book.generation
 
     def _explain(self, error: Exception) -> None:
         """Raise the one-line error (PathUnusable, StoreUnavailable) when `error` means the store

@@ -39,6 +39,7 @@ class PolicyBook:
         self.app = app
         self._known: list[tuple[int, int]] = []
         self._versions: list[Version] = []
+        self.generation = 0  # how many times the versions were (re)read: a change to take up
 
     def versions(self) -> list[Version]:
         index = self.app.index.policy_versions()
@@ -49,11 +50,8 @@ class PolicyBook:
                 found.append(Version(v.number, v.effective_from, v.content, v.sha256, v.adopted_by,
                                      v.created_on, parse_policy(v.content, f"policy version {v.number}")))
             self._known, self._versions = index, found
+            self.generation += 1
         return self._versions
-
-    def changed(self) -> bool:
-        """Whether a version was adopted since they were last read (one small query)."""
-        return self.app.index.policy_versions() != self._known
 
     def policy(self) -> Policy | None:
         """The latest version, carrying every version (Policy.at); None while none is adopted."""

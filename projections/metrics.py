@@ -104,7 +104,8 @@ class KpiCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         dialect = self.app.dialect
-        today = clock.now().astimezone(self.policy.timezone).date()
+        self.in_force = self.policy.at(clock.now())  # the version in force now (SPEC §3.5)
+        today = clock.now().astimezone(self.in_force.timezone).date()
         months = {"current": month_start(today), "previous": month_start(today, 1)}
         with self.app.datastore.transaction(commit=False) as c:
             if dialect.postgres:  # one snapshot for the whole scrape, as SQLite gives anyway
@@ -153,7 +154,7 @@ class KpiCollector(Collector):
 
     def _rates(self, months: dict[str, date], cohorts: dict[tuple[str, str], list[dict[str, Any]]]) -> Iterator[Metric]:
         info = InfoMetricFamily("recovery_month", "Which calendar month each month label means "
-                                f"(time zone {self.policy.timezone.key})", labels=["month"])
+                                f"(time zone {self.in_force.timezone.key})", labels=["month"])
         for label, first in months.items():
             info.add_metric([label], {"calendar_month": first.strftime("%Y-%m")})
         yield info
@@ -174,7 +175,7 @@ class KpiCollector(Collector):
         yield received
         yield from families
         target = GaugeMetricFamily("recovery_timely_ratio_target", "Policy target for the timely rate")
-        target.add_metric([], float(self.policy.timely_rate_target))
+        target.add_metric([], float(self.in_force.timely_rate_target))
         yield target
 
     def _money(self, months: dict[str, date], cohorts: dict[tuple[str, str], list[dict[str, Any]]],

@@ -17,8 +17,8 @@ from domain.policy import Policy
 from infra.sql import SQLITE
 from infra.store import RecoveryApplication
 from projections.facts import COUNTERS, FACT_FIELDS
-from projections.kpi import FACT_TYPES, SCHEMA_VERSION, VIEW_TABLES, VIEW_WRITER_LOCK, KpiViewMixin, SQLiteKpiView
-from projections.runner import REBUILD_BATCH, _catch_up
+from projections.kpi import FACT_TYPES, SCHEMA_VERSION, VIEW_TABLES, KpiViewMixin, SQLiteKpiView
+from projections.runner import REBUILD_BATCH, _catch_up, view_writer
 
 # Counter tables: a row whose counters are all zero says nothing (a cohort that gained and lost a
 # complaint in two batches keeps one, the same history in one batch does not).
@@ -99,8 +99,6 @@ def rebuild_beside(app: RecoveryApplication, live: KpiViewMixin, policy: Policy,
     """Build a new read model beside the live one, then put its rows in place of the live ones in
     one transaction: until then readers see the old figures, and a rebuild stopped at any point
     leaves them as they were. Returns the log position the new read model stands at."""
-    from infra.locks import naming_holders, set_lock_timeout
-
     with scratch_view(policy) as scratch:
         build(app, scratch, progress=progress)
         dialect = app.dialect
@@ -110,12 +108,7 @@ def rebuild_beside(app: RecoveryApplication, live: KpiViewMixin, policy: Policy,
                 at = position(scratch, app, s)
                 rows = {table: SQLITE.rows(s, f"SELECT * FROM {table}") for table in VIEW_TABLES}
             tracking = getattr(live, "tracking_table_name", "tracking")
-            with naming_holders(app.datastore, (*VIEW_TABLES, "kpi_schema"), VIEW_WRITER_LOCK), \
-                    app.datastore.transaction(commit=True) as c:
-                if dialect.postgres:
-                    if lock_timeout is not None:
-                        dialect.execute(c, set_lock_timeout(lock_timeout))
-                    dialect.execute(c, "SELECT pg_advisory_xact_lock(?)", (VIEW_WRITER_LOCK,))
+            with view_writer(app, lock_timeout) as c:
                 for table in VIEW_TABLES:
                     dialect.execute(c, f"DELETE FROM {table}")
                     found = rows[table]

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Sequence
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
+from typing import Any
 
 from eventsourcing.application import Recording
 from eventsourcing.persistence import IntegrityError, Tracking
@@ -52,6 +53,20 @@ def open_view(app: RecoveryApplication, policy: Policy, read_only: bool = False,
     return view
 
 
+@contextmanager
+def view_writer(app: RecoveryApplication, lock_timeout: float | None = None) -> Iterator[Any]:
+    """A transaction that may rewrite the read model's tables: on PostgreSQL it holds the view
+    writers' lock, waiting at most `lock_timeout` seconds for it and for the tables' locks (else
+    LockBusy names the sessions that held them)."""
+    with naming_holders(app.datastore, (*VIEW_TABLES, "kpi_schema"), VIEW_WRITER_LOCK), \
+            app.datastore.transaction(commit=True) as c:
+        if app.dialect.postgres:
+            if lock_timeout is not None:
+                app.dialect.execute(c, set_lock_timeout(lock_timeout))
+            app.dialect.execute(c, "SELECT pg_advisory_xact_lock(?)", (VIEW_WRITER_LOCK,))
+        yield c
+
+
 def reset_view(app: RecoveryApplication, view: KpiViewMixin, always: bool = False,
                lock_timeout: float | None = None) -> bool:
     """Empty the read model and its position, so catch-up rebuilds it from the log (the only
@@ -62,12 +77,7 @@ def reset_view(app: RecoveryApplication, view: KpiViewMixin, always: bool = Fals
     the sessions that held it, and nothing is changed."""
     dialect = app.dialect
     tracking = getattr(view, "tracking_table_name", "tracking")
-    with naming_holders(app.datastore, (*VIEW_TABLES, "kpi_schema"), VIEW_WRITER_LOCK), \
-            app.datastore.transaction(commit=True) as c:
-        if dialect.postgres:
-            if lock_timeout is not None:
-                dialect.execute(c, set_lock_timeout(lock_timeout))
-            dialect.execute(c, "SELECT pg_advisory_xact_lock(?)", (VIEW_WRITER_LOCK,))
+    with view_writer(app, lock_timeout) as c:
         dialect.execute(c, "CREATE TABLE IF NOT EXISTS kpi_schema (version INTEGER NOT NULL)")
         found = [r["version"] for r in dialect.rows(c, "SELECT version FROM kpi_schema")]
         if found == [SCHEMA_VERSION] and not always:
@@ -85,15 +95,6 @@ def reset_view(app: RecoveryApplication, view: KpiViewMixin, always: bool = Fals
 # Larger batches than catch-up's: a complaint's events that fall in one batch cost one write of its
 # facts, and a rebuild has no reader waiting for the first batch.
 REBUILD_BATCH = 10_000
-
-
-def rebuild(app: RecoveryApplication, view: KpiViewMixin, progress: Callable[[int], None] | None = None,
-            after_batch: Callable[[], None] | None = None, lock_timeout: float | None = None) -> int:
-    """Drop the read model and apply the whole log again; returns how many events were applied.
-    `lock_timeout`: see reset_view."""
-    with nullcontext() if app.dialect.postgres else app.writer.held():
-        reset_view(app, view, always=True, lock_timeout=lock_timeout)
-        return catch_up(app, view, batch_size=REBUILD_BATCH, progress=progress, after_batch=after_batch)
 
 
 def catch_up(app: RecoveryApplication, view: KpiViewMixin, batch_size: int = 2000,

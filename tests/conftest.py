@@ -160,3 +160,12 @@ def store_url(request: pytest.FixtureRequest) -> str:
     if request.param == "sqlite":
         return request.getfixturevalue("sqlite_url")
     return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+def platform(store_url, policy):
+    """The composition root over a fresh store of each backend, with the tests' policy."""
+    from app.platform import Platform
+
+    with Platform(store_url, policy) as p:
+        yield p

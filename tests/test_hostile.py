@@ -178,13 +178,6 @@ def mismatches(outcomes, expected) -> list[str]:
             for o, (name, want) in zip(outcomes, expected) if (o.result, o.reason) != want]
 
 
-@pytest.fixture
-def platform(store_url, policy):
-    p = Platform(store_url, policy)
-    yield p
-    p.close()
-
-
 @pytest.fixture(scope="module")
 def corpus():
     return corpus_file()

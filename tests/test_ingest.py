@@ -14,13 +14,6 @@ from domain.complaint import complaint_uuid
 from projections.report import build_report
 
 
-@pytest.fixture
-def platform(store_url, policy):
-    p = Platform(store_url, policy)
-    yield p
-    p.close()
-
-
 def results(outcomes):
     return [(o.result, o.reason) for o in outcomes]
 

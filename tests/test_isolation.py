@@ -7,20 +7,11 @@ from __future__ import annotations
 import json
 from unittest import mock
 
-import pytest
 from feed import Feed
 
 from app.cli import main
-from app.platform import Platform
 from domain.complaint import Complaint
 from projections.report import build_report
-
-
-@pytest.fixture
-def platform(store_url, policy):
-    p = Platform(store_url, policy)
-    yield p
-    p.close()
 
 
 def results(outcomes):

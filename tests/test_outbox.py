@@ -35,12 +35,6 @@ class _Producer:
         pass
 
 
-@pytest.fixture
-def platform(store_url, policy):
-    with Platform(store_url, policy) as p:
-        yield p
-
-
 def test_a_failed_send_keeps_the_position_and_everything_is_sent_again(platform):
     f = Feed()
     f.received("C1", "2026-11-02T09:00:00+08:00")

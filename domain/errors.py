@@ -42,18 +42,3 @@ class RefundUnverified(Rejected):
 
 class OverAuthority(Rejected):
     reason = "over_authority"
-
-
-# When several codes apply, the first in this order wins (SPEC §2).
-REASON_CODES = tuple(
-    cls.reason
-    for cls in (
-        InvalidEvent,
-        BadAmount,
-        UnknownComplaint,
-        ComplaintExists,
-        InvalidTransition,
-        RefundUnverified,
-        OverAuthority,
-    )
-)

@@ -61,8 +61,3 @@ def deadline_for(
     else:
         due = received_at + timedelta(hours=limit_hours(tier, category, urgency, policy))
     return _out_of_quiet_hours(due, policy).astimezone(UTC)
-
-
-def local_date(moment: datetime, policy: Policy) -> date:
-    return moment.astimezone(policy.timezone).date()
-

@@ -14,7 +14,6 @@ from typing import Any
 
 from eventsourcing.persistence import IntegrityError, Tracking
 from eventsourcing.postgres import PostgresTrackingRecorder
-from eventsourcing.projection import Projection
 from eventsourcing.sqlite import SQLiteTrackingRecorder
 from psycopg.sql import SQL
 
@@ -366,12 +365,3 @@ class PostgresKpiView(KpiViewMixin, PostgresTrackingRecorder):
         # POSTGRES_VACUUM's ALTER TABLEs run when reset_view creates the tables, not at every start:
         # they wait for any session holding a lock that stops writers.
         self.sql_create_statements.extend(SQL(s) for s in TABLES)  # type: ignore[misc]
-
-
-class KpiProjection(Projection[KpiViewMixin]):  # type: ignore[type-var]
-    """Feeds the view one event at a time for eventsourcing's ProjectionRunner (PostgreSQL)."""
-
-    name = "kpi"
-
-    def process_event(self, domain_event: Any, tracking: Tracking) -> None:
-        self.view.process([(domain_event, tracking)])

@@ -19,10 +19,10 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
 from consumers.settings import KafkaSettings
+from domain.events import DEAD_LETTER, is_complaint_event, spec_type
 from infra.memory import Recent
 from infra.privacy import ERASED, Keyring, key_ids, unseal, unseal_data
 from infra.store import RecoveryApplication, following
-from projections.facts import SPEC_TYPE
 
 RELAY = "outbox"
 COMPLAINT_IDS_KEPT = 50_000  # the complaint ids of aggregates, for events that do not carry one
@@ -62,10 +62,9 @@ class OutboxRelay:
                                             *({"raw": getattr(e, "original", None)} for _, e in events)]))
         sent = []
         for n, event in events:
-            kind = type(event).__qualname__
-            if kind.startswith("Complaint."):
+            if is_complaint_event(event):
                 sent.append(self._publish_complaint_event(n, event, keys))
-            elif kind == "DeadLetter.Recorded" and event.source.count("/") == 2:
+            elif type(event) is DEAD_LETTER and event.source.count("/") == 2:
                 sent.append(self._publish_dead_letter(event, _original_bytes(event, keys)))
         self.producer.flush()
         try:
@@ -83,7 +82,7 @@ class OutboxRelay:
         complaint_id = self._complaint_id(n.originator_id, event)
         stable_id = f"{n.originator_id}:{n.originator_version}"
         body = {"event_id": stable_id, "source_event_id": event.event_id,
-                "type": SPEC_TYPE[type(event).__name__], "complaint_id": complaint_id,
+                "type": spec_type(event), "complaint_id": complaint_id,
                 "occurred_at": event.occurred_at.isoformat(), "recorded_at": event.timestamp.isoformat(),
                 "actor": event.actor, "data": unseal_data(event.data, keys)}
         for extra in _EXTRAS:

@@ -10,7 +10,6 @@ never scans complaints or events.
 from __future__ import annotations
 
 import json
-import re
 from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass, fields
@@ -19,6 +18,21 @@ from operator import attrgetter
 from typing import Any, Protocol
 
 from domain.clock import from_us, to_us
+from domain.events import (
+    APOLOGISED,
+    ASSIGNED,
+    CLOSED,
+    COMPENSATED,
+    DEADLINE_MISSED,
+    ESCALATED,
+    RECEIVED,
+    REOPENED,
+    REPEAT_LINKED,
+    REPEATED,
+    RESOLVED,
+    RESPONDED,
+    VERIFIED,
+)
 from domain.policy import Policy
 
 COMPENSATION_KINDS = ("refund", "credit", "gift", "points", "voucher", "cash")
@@ -204,12 +218,6 @@ class FactsSource(Protocol):
     def received_between(self, category: str, region: str, since: int, until: int) -> list[Facts]: ...
 
 
-SPEC_TYPE = {name: "complaint." + re.sub(r"(?<!^)([A-Z])", r"_\1", name).lower()
-             for name in ("Received", "Assigned", "Apologised", "Verified", "Compensated",
-                          "Escalated", "Responded", "Resolved", "Closed", "Reopened", "Repeated",
-                          "DeadlineMissed", "RepeatLinked")}
-
-
 def department_head_at(f: Facts, at: int) -> str:
     """The department head responsible for the complaint at `at` (by the assignments' occurred_at)."""
     who = f.department_head
@@ -267,15 +275,12 @@ class FactsUpdater:
         self.source, self.policy, self.complaint_uuid = source, policy, complaint_uuid
 
     def apply(self, event: Any) -> list[Penalty]:
-        name = type(event).__name__
-        if name == "Received":
+        if type(event) is RECEIVED:
             return self._received(event)
         f = self.source.get(event.originator_id.hex)
         if f is None:  # pragma: no cover - the log never holds events of an unknown complaint
             return []
-        at = to_us(event.occurred_at)
-        handler = getattr(self, f"_{SPEC_TYPE[name].split('.')[1]}")
-        handler(f, event, at)
+        _HANDLERS[type(event)](self, f, event, to_us(event.occurred_at))
         return []
 
     def original(self, f: Facts) -> Facts | None:
@@ -410,3 +415,20 @@ class FactsUpdater:
 
     def _deadline_missed(self, f: Facts, e: Any, at: int) -> None:
         f.missed = 1
+
+
+# How each recorded complaint event (domain/events.py) changes the facts; `received` above.
+_HANDLERS: dict[type[Any], Callable[[FactsUpdater, Facts, Any, int], None]] = {
+    ASSIGNED: FactsUpdater._assigned,
+    APOLOGISED: FactsUpdater._apologised,
+    VERIFIED: FactsUpdater._verified,
+    COMPENSATED: FactsUpdater._compensated,
+    ESCALATED: FactsUpdater._escalated,
+    RESPONDED: FactsUpdater._responded,
+    RESOLVED: FactsUpdater._resolved,
+    CLOSED: FactsUpdater._closed,
+    REOPENED: FactsUpdater._reopened,
+    REPEATED: FactsUpdater._repeated,
+    DEADLINE_MISSED: FactsUpdater._deadline_missed,
+    REPEAT_LINKED: FactsUpdater._repeat_linked,
+}

@@ -16,12 +16,12 @@ from eventsourcing.domain import DomainEvent
 
 from domain.clock import from_us
 from domain.complaint import Complaint, complaint_uuid
+from domain.events import RECEIVED, spec_type
 from domain.policy import Policy
 from infra.privacy import Keyring, key_ids, unseal, unseal_data
 from infra.store import RecoveryApplication
 from projections.facts import (
     COMPENSATION_KINDS,
-    SPEC_TYPE,
     Facts,
     FactsUpdater,
     Penalty,
@@ -136,7 +136,7 @@ def _entry(e: Any, tz: Any, keys: dict[str, bytes], missing: str) -> dict[str, A
     entry = {
         "occurred_at": e.occurred_at.astimezone(tz).isoformat(),
         "recorded_at": e.timestamp.astimezone(tz).isoformat(),
-        "type": SPEC_TYPE[type(e).__name__],
+        "type": spec_type(e),
         "event_id": e.event_id,
         "actor": e.actor.get("id"), "role": e.actor.get("role"), "unit": e.actor.get("unit"),
         "data": unseal_data(e.data, keys, missing),  # personal fields in clear, or "[erased]"
@@ -144,7 +144,7 @@ def _entry(e: Any, tz: Any, keys: dict[str, bytes], missing: str) -> dict[str, A
     for flag in ("quiet_hours_violation", "upgrades"):
         if getattr(e, flag, False):
             entry[flag] = True
-    if type(e).__name__ == "Received":
+    if type(e) is RECEIVED:
         entry["deadline"] = e.deadline.astimezone(tz).isoformat()
         if e.repeat_of:
             entry["repeat_of"] = e.repeat_of

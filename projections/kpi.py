@@ -19,6 +19,7 @@ from psycopg.sql import SQL
 
 from domain.clock import from_us, to_us
 from domain.complaint import complaint_uuid
+from domain.events import DEAD_LETTER, DUPLICATE_DELIVERY, RECEIVED, UNKNOWN_FIELDS, is_complaint_event, spec_type
 from domain.policy import Policy
 from infra.sql import POSTGRES, SQLITE, Dialect
 from projections.batchfacts import BatchFacts, FactsCache
@@ -26,7 +27,6 @@ from projections.facts import (
     COUNTERS,
     DIMENSIONS,
     FACT_FIELDS,
-    SPEC_TYPE,
     Facts,
     FactsUpdater,
     Penalty,
@@ -188,12 +188,12 @@ class KpiViewMixin:
         batch = BatchFacts(self.dialect, c, cache)
         needed = set()
         for event, _ in items:
-            if type(event).__qualname__.startswith("Complaint."):
+            if is_complaint_event(event):
                 needed.add(event.originator_id.hex)
                 if getattr(event, "repeat_of", None):
                     needed.add(complaint_uuid(event.repeat_of).hex)
         batch.preload(needed)
-        received = sorted(to_us(e.occurred_at) for e, _ in items if type(e).__qualname__ == "Complaint.Received")
+        received = sorted(to_us(e.occurred_at) for e, _ in items if type(e) is RECEIVED)
         window = max(v.batch_window_minutes for v in (self.policy, *(p for _, p in self.policy.versions))) * 60_000_000
         # The major-batch check looks one window around each new complaint: load those spans
         # whole, one query per run of complaints less than two windows apart.
@@ -203,19 +203,19 @@ class KpiViewMixin:
         penalties: list[Penalty] = []  # triggered (the unrecorded points); the others follow from the facts
         ingest: dict[tuple[str, str, str], int] = defaultdict(int)
         for event, _ in items:
-            kind = type(event).__qualname__
-            if kind.startswith("Complaint."):
+            kind = type(event)
+            if is_complaint_event(event):
                 penalties += updater.apply(event)
                 if event.event_id is not None:
-                    ingest[(SPEC_TYPE[type(event).__name__], "accepted", "")] += 1
-            elif kind == "DeadLetter.Recorded" and getattr(event, "again", False):
+                    ingest[(spec_type(event), "accepted", "")] += 1
+            elif kind is DEAD_LETTER and getattr(event, "again", False):
                 ingest[(event.type or "", "duplicate", "")] += 1  # refused again on request: not a new rejection
-            elif kind == "DeadLetter.Recorded":
+            elif kind is DEAD_LETTER:
                 ingest[(event.type or "", "rejected", event.reason)] += 1
-            elif kind == "UnknownFields.Recorded":
+            elif kind is UNKNOWN_FIELDS:
                 for key, n in event.counts.items():
                     ingest[(key, UNKNOWN_FIELD, "")] += n
-            elif kind == "DuplicateDelivery.Recorded":
+            elif kind is DUPLICATE_DELIVERY:
                 ingest[(event.type or "", "duplicate", "")] += 1
         withdrawn = self._assess(batch, updater, penalties)
         self._write_facts(c, batch)

@@ -21,11 +21,19 @@ from uuid import UUID
 from eventsourcing.persistence import StoredEvent
 
 from domain.clock import to_us
+from domain.events import (
+    DEAD_LETTER,
+    DEADLINE_MISSED,
+    POLICY_ADOPTED,
+    RECEIVED,
+    RESOLVED,
+    is_complaint_event,
+    spec_type,
+)
 from domain.policy import Policy
 from infra.chain import GENESIS, event_hash
 from infra.privacy import Keyring, key_id_of
 from infra.store import IndexChanges, RecoveryApplication
-from projections.facts import SPEC_TYPE
 
 COLUMNS = ["position", "recorded_at", "aggregate", "version", "type", "complaint_id", "topic", "hash", "state"]
 
@@ -47,17 +55,16 @@ def export_rows(app: RecoveryApplication, policy: Policy, start: date | None = N
         for n in notifications:
             assert isinstance(n.originator_id, UUID)  # the store's aggregates have UUIDs
             event: Any = app.mapper.to_domain_event(n)  # any of the store's events: attributes vary by kind
-            kind = type(event).__name__
-            if kind == "Received":
+            if type(event) is RECEIVED:
                 names[n.originator_id.hex] = event.complaint_id
             day = event.timestamp.astimezone(policy.timezone).date()
             if (start and day < start) or (end and day > end):
                 continue
-            is_complaint = type(event).__qualname__.startswith("Complaint.")
+            is_complaint = is_complaint_event(event)
             yield {
                 "position": n.id, "recorded_at": event.timestamp.isoformat(), "aggregate": n.originator_id.hex,
                 "version": n.originator_version,
-                "type": SPEC_TYPE[kind] if is_complaint else type(event).__qualname__.split(".")[0],
+                "type": spec_type(event),
                 "complaint_id": (names.get(n.originator_id.hex) if is_complaint
                                  else getattr(event, "complaint_id", None)),
                 "topic": n.topic, "hash": hashes.get((n.originator_id.hex, n.originator_version)),
@@ -130,22 +137,22 @@ def import_rows(app: RecoveryApplication, policy: Policy, rows: list[dict[str, A
 def _index(event: Any, index: IndexChanges, complaint_ids: dict[str, str], lookup: Any) -> int | None:
     """What ingest wrote beside this event (idempotency, deadlines, repeat candidates); returns its
     occurred_at when it came from an inbound envelope (what moves the event-time watcher)."""
-    kind = type(event).__qualname__
-    if kind == "DeadLetter.Recorded" and getattr(event, "line_sha256", None):
+    kind = type(event)
+    if kind is DEAD_LETTER and getattr(event, "line_sha256", None):
         index.refused.append((event.line_sha256, event.reason))
-    if kind == "PolicyVersion.Adopted":
+    if kind is POLICY_ADOPTED:
         index.policy_versions.append((event.number, to_us(event.effective_from)))
-    if not kind.startswith("Complaint."):
+    if not is_complaint_event(event):
         return None
     uuid = event.originator_id.hex
-    if kind == "Complaint.Received":
+    if kind is RECEIVED:
         complaint_ids[uuid] = event.complaint_id
         index.deadlines[event.complaint_id] = to_us(event.deadline)
         if key_id_of(event.data["customer_id"]) is None:  # sealed ids cannot be looked up: keys stay home
             index.customer_issues.append((lookup(event.data["customer_id"]), event.data["issue_key"],
                                           to_us(event.occurred_at), event.complaint_id))
     complaint_id = complaint_ids[uuid]
-    if kind in ("Complaint.DeadlineMissed",) or (kind == "Complaint.Resolved"):
+    if kind in (DEADLINE_MISSED, RESOLVED):
         index.deadlines[complaint_id] = None
     if event.event_id is None:
         return None

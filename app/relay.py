@@ -98,7 +98,7 @@ def relay(settings: KafkaSettings | None = None, parent: int | None = None, idle
     producer = KafkaProducer(**settings.producer_config())
     outbox = OutboxRelay(platform.app, producer, settings)
     leadership = RelayLeadership(platform)
-    log.info('{"event": "relay_started", "topic": "%s"}', settings.outbound_topic)
+    log.info(json.dumps({"event": "relay_started", "topic": settings.outbound_topic}))
     try:
         while not stopping["flag"] and (parent is None or os.getppid() == parent):
             if not (leadership.claim() and outbox.publish_pending()):
@@ -107,7 +107,7 @@ def relay(settings: KafkaSettings | None = None, parent: int | None = None, idle
         producer.close()
         leadership.release()
         platform.close()
-    log.info('{"event": "relay_stopped"}')
+    log.info(json.dumps({"event": "relay_stopped"}))
     return 0
 
 
@@ -124,7 +124,7 @@ class RelayProcess:
         if self.proc is not None:
             if time.monotonic() - self.started < self.restart_seconds:
                 return
-            log.warning('{"event": "relay_exited", "returncode": %d}', self.proc.returncode)
+            log.warning(json.dumps({"event": "relay_exited", "returncode": self.proc.returncode}))
         self.proc = subprocess.Popen([sys.executable, "-m", "app.cli", "relay", "--parent", str(os.getpid())])
         self.started = time.monotonic()
 

@@ -34,7 +34,7 @@ def serve(settings: KafkaSettings | None = None, tick_seconds: float = 5.0) -> i
     stopping = {"flag": False}
 
     def stop(signum: int, _frame: Any) -> None:
-        log.info('{"event": "stopping", "signal": %d}', signum)
+        log.info(json.dumps({"event": "stopping", "signal": signum}))
         stopping["flag"] = True
 
     signal.signal(signal.SIGTERM, stop)
@@ -46,7 +46,7 @@ def serve(settings: KafkaSettings | None = None, tick_seconds: float = 5.0) -> i
     metrics = _start_metrics(platform, lag)
     last_tick = 0.0
     failures = 0
-    log.info('{"event": "started", "topic": "%s", "group": "%s", "relay": "%s"}', settings.topic, settings.group, mode)
+    log.info(json.dumps({"event": "started", "topic": settings.topic, "group": settings.group, "relay": mode}))
 
     def follow(recorded: list[Any]) -> None:
         """After a batch: the read model caught up (and, inline, the outbox relayed)."""
@@ -89,7 +89,7 @@ def serve(settings: KafkaSettings | None = None, tick_seconds: float = 5.0) -> i
         if inline:
             inline.close()
         platform.close()
-    log.info('{"event": "stopped"}')
+    log.info(json.dumps({"event": "stopped"}))
     return 0
 
 

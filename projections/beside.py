@@ -18,7 +18,7 @@ from infra.sql import SQLITE
 from infra.store import RecoveryApplication
 from projections.facts import COUNTERS, FACT_FIELDS
 from projections.kpi import FACT_TYPES, SCHEMA_VERSION, VIEW_TABLES, KpiViewMixin, SQLiteKpiView
-from projections.runner import REBUILD_BATCH, _catch_up, view_writer
+from projections.runner import REBUILD_BATCH, apply_log, view_writer
 
 # Counter tables: a row whose counters are all zero says nothing (a cohort that gained and lost a
 # complaint in two batches keeps one, the same history in one batch does not).
@@ -43,7 +43,7 @@ def scratch_view(policy: Policy) -> Iterator[SQLiteKpiView]:
 def build(app: RecoveryApplication, view: KpiViewMixin, upto: int | None = None,
           progress: Callable[[int], None] | None = None) -> int:
     """Apply the log to `view` from its position up to `upto` (default: the head); returns how many."""
-    return _catch_up(app, view, REBUILD_BATCH, progress, (), None, stop=upto)
+    return apply_log(app, view, REBUILD_BATCH, progress, (), None, stop=upto)
 
 
 def position(view: KpiViewMixin, app: RecoveryApplication, cursor: Any) -> int:

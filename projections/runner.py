@@ -100,17 +100,18 @@ REBUILD_BATCH = 10_000
 def catch_up(app: RecoveryApplication, view: KpiViewMixin, batch_size: int = 2000,
              progress: Callable[[int], None] | None = None, recorded: Sequence[Recording] = (),
              after_batch: Callable[[], None] | None = None) -> int:
-    """Apply every recorded event the view has not applied yet; returns how many (see _catch_up).
+    """Apply every recorded event the view has not applied yet; returns how many (see apply_log).
     On SQLite under the store's writer lock: a writer that read first fails at once when another
     wrote meanwhile. On PostgreSQL the view's writers serialise on a lock of their own."""
     with nullcontext() if app.dialect.postgres else app.writer.held():
-        return _catch_up(app, view, batch_size, progress, recorded, after_batch)
+        return apply_log(app, view, batch_size, progress, recorded, after_batch)
 
 
-def _catch_up(app: RecoveryApplication, view: KpiViewMixin, batch_size: int,
+def apply_log(app: RecoveryApplication, view: KpiViewMixin, batch_size: int,
               progress: Callable[[int], None] | None, recorded: Sequence[Recording],
               after_batch: Callable[[], None] | None, stop: int | None = None) -> int:
-    """Apply every recorded event the view has not applied yet; returns how many. `recorded`: what
+    """Apply every recorded event the view has not applied yet (up to position `stop`, when given),
+    without taking the store's writer lock; returns how many. `recorded`: what
     this process has just saved (eventsourcing's recordings, with their log positions). When they
     are next in the log they are applied as they are, without reading and decoding them again.
     `after_batch` runs after each batch read from the log (housekeeping of a long catch-up)."""

@@ -363,6 +363,7 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     try:
         while not stopping.is_set():
             try:
+                platform.refresh_policy()  # a version adopted meanwhile
                 platform.catch_up()  # keeps the read model current while another process ingests
             except Exception as e:  # noqa: BLE001 - e.g. SQLite busy under a concurrent ingest: next time
                 logging.getLogger("recovery.metrics").warning(json.dumps(

@@ -104,7 +104,8 @@ class KpiCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         dialect = self.app.dialect
-        self.in_force = self.policy.at(clock.now())  # the version in force now (SPEC §3.5)
+        # The version in force now (SPEC §3.5), from the versions the read model last took up.
+        self.in_force = getattr(self.view, "policy", self.policy).at(clock.now())
         today = clock.now().astimezone(self.in_force.timezone).date()
         months = {"current": month_start(today), "previous": month_start(today, 1)}
         with self.app.datastore.transaction(commit=False) as c:

@@ -32,7 +32,7 @@ test-unit: install
 	$(BIN)/python -m pytest -q -m unit
 
 # Benchmarks (PostgreSQL and the test broker, as for `make test`); results in bench/results/*.json
-# and docs/benchmarks.md. At the issue's sizes (the defaults) it took 55 minutes on 2 cores, 36 of
+# and docs/benchmarks.md. At the issue's sizes (the defaults) run 5 took 35 minutes on 2 cores, 18 of
 # them building the 1,000,000-complaint store for report and scrape; slower machines take longer
 # (docs/benchmarks.md). For a quick look:
 #   make bench BENCH_EVENTS=20000 REBUILD_EVENTS=20000 KAFKA_EVENTS=20000 SCRAPE_COMPLAINTS=1000,10000

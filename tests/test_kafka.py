@@ -417,3 +417,37 @@ def _report_by(url: str, by: str | None) -> dict:
     with Platform(url) as p:
         p.catch_up()
         return build_report(p.app.dialect, p.app.datastore, p.policy, None, None, by)
+
+
+def test_a_file_ingest_beside_serve_both_finish_with_the_figures_of_one_after_the_other(postgres_url, topics,
+                                                                                        tmp_path):
+    """One writer at a time per store: `recovery ingest` runs while `serve` consumes, on one database."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    env = topics(2)
+    lines = generate(seed=29, complaints=300, start=datetime(2026, 10, 1, tzinfo=ZoneInfo("Asia/Shanghai")), days=30)
+    def to_kafka(line: str) -> bool:  # each complaint's events all one way; lines that are no JSON to Kafka
+        try:
+            return sum(map(ord, str(json.loads(line).get("complaint_id")))) % 2 == 0
+        except (ValueError, AttributeError):
+            return True
+
+    by_kafka = [line for line in lines if to_kafka(line)]
+    by_file = [line for line in lines if not to_kafka(line)]
+    path = tmp_path / "file.jsonl"
+    path.write_text("\n".join(by_file) + "\n")
+    produce(env["RECOVERY_KAFKA_BOOTSTRAP"], env["RECOVERY_KAFKA_TOPIC"], by_kafka)
+    with serving(postgres_url, env, batch=20) as (proc,):
+        ingest = subprocess.run([RECOVERY, "ingest", str(path), "--batch-size", "20"], capture_output=True, text=True,
+                                env={**os.environ, "RECOVERY_DATABASE_URL": postgres_url}, timeout=300)
+        assert ingest.returncode == 0, ingest.stderr
+        wait_for(lambda: ingested(postgres_url) == len(lines), procs=(proc,))
+    reference_url = f"sqlite:///{tmp_path / 'reference.db'}"
+    with Platform(reference_url) as p:
+        p.ingest_lines(by_kafka)
+        p.ingest_lines(by_file)
+    for by in (None, "region"):
+        live, reference = (_report_by(url, by) for url in (postgres_url, reference_url))
+        assert _without_deadline_records(live) == _without_deadline_records(reference), by
+    assert _penalties_but_deadlines(postgres_url) == _penalties_but_deadlines(reference_url)

@@ -13,6 +13,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from app.logs import configure as configure_logging
 from domain.policy import PolicyError
 from infra.files import PathUnusable, open_private
 from infra.reach import StoreUnavailable
@@ -328,20 +329,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import logging
-
     from app.serve import serve
 
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
     return serve()
 
 
 def cmd_relay(args: argparse.Namespace) -> int:
-    import logging
-
     from app.relay import relay
 
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
     return relay(parent=args.parent)
 
 
@@ -353,7 +348,6 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     from app.http import MetricsServer
     from app.platform import Platform
 
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
     platform = Platform()
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
@@ -490,6 +484,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    configure_logging()
     try:
         return args.func(args)
     except (PolicyError, ValueError, PathUnusable, StoreUnavailable) as e:

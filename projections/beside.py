@@ -4,6 +4,8 @@ so readers never see partial figures) and for `rebuild --check` (which compares 
 
 from __future__ import annotations
 
+import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
@@ -26,10 +28,22 @@ _SUMS = {"kpi_daily": COUNTERS, "kpi_totals": COUNTERS, "kpi_penalty_daily": ("n
          "kpi_penalty_totals": ("n", "amount_fen", "points_centi"), "kpi_ingest": ("n",)}
 
 
+SCRATCH_PREFIX = "recovery-beside-"
+
+
+def _remove_abandoned_scratch() -> None:
+    """Scratch folders of processes that died (a rebuild killed outright leaves its own)."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{SCRATCH_PREFIX}*-*"):
+        pid = folder.name[len(SCRATCH_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 @contextmanager
 def scratch_view(policy: Policy) -> Iterator[SQLiteKpiView]:
     """An empty KPI view in a scratch SQLite file, gone when the block ends."""
-    with tempfile.TemporaryDirectory(prefix="recovery-beside-") as folder:
+    _remove_abandoned_scratch()
+    with tempfile.TemporaryDirectory(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-") as folder:
         datastore = SQLiteDatastore(str(Path(folder) / "beside.db"))
         view = SQLiteKpiView(datastore)
         view.policy = policy

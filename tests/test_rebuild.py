@@ -100,3 +100,9 @@ def test_a_rebuild_killed_at_any_point_leaves_the_read_model_as_it_was(store, ca
         rebuild.wait()
         assert report(capsys) == before
     assert main(["rebuild", "--check"]) == 0
+    import tempfile
+
+    from projections.beside import SCRATCH_PREFIX
+    left = [f for f in Path(tempfile.gettempdir()).glob(f"{SCRATCH_PREFIX}*-*")
+            if not Path(f"/proc/{f.name[len(SCRATCH_PREFIX):].split('-', 1)[0]}").exists()]
+    assert left == []  # the killed rebuilds' scratch folders are gone

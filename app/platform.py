@@ -117,9 +117,11 @@ class Platform:
 
     def refresh_policy(self) -> None:
         """Take up a version adopted since (by `recovery policy adopt`, maybe in another process)."""
-        found = self.book.policy()  # one small query; the versions are read again only when they changed
-        if found is not None and self.book.generation != self._policy_generation:
-            self.policy = self.service.policy = self.view.policy = found
+        self.book.versions()  # one small query; the versions are read again only when they changed
+        if self.book.generation != self._policy_generation:
+            found = self.book.policy()
+            if found is not None:
+                self.policy = self.service.policy = self.view.policy = found
             self._policy_generation = self.book.generation
 
     def _explain(self, error: Exception) -> None:

@@ -66,6 +66,10 @@ class Policy:
         i = bisect_right([since for since, _ in self.versions], moment)
         return self.versions[max(i - 1, 0)][1]
 
+    def every_version(self) -> tuple[Policy, ...]:
+        """Every version adopted (this policy alone when it carries none): for the widest window."""
+        return tuple(p for _, p in self.versions) or (self,)
+
     def compensation_limit(self, role: str) -> Decimal | None:
         """The approver's limit; a role with no authority listed has a limit of zero."""
         return self.compensation_limits.get(role, Decimal("0"))

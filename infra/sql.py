@@ -84,6 +84,16 @@ class Dialect:
         else:
             self.executemany(cursor, f"DELETE FROM {table} WHERE {match}", keys)
 
+    def answers(self, datastore: Any) -> bool:
+        """Whether the database answers a trivial query: after a failure, tells a fault of the data
+        (it answers) from a database that is away."""
+        try:
+            with datastore.transaction(commit=False) as c:
+                self.rows(c, "SELECT 1 AS one")
+            return True
+        except Exception:  # noqa: BLE001 - any failure to answer means the store is away
+            return False
+
     def rows(self, cursor: Any, statement: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         cursor.execute(self.q(statement), tuple(params))
         return [dict(r) for r in cursor.fetchall()]

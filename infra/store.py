@@ -89,25 +89,17 @@ class IndexChanges:
                        ("text", "text", "bigint", "text"), self.customer_issues, "ON CONFLICT DO NOTHING")
         dialect.insert(cursor, "recovery_refused", ("line_sha256", "reason"), ("text", "text"), self.refused,
                        "ON CONFLICT DO NOTHING")
-        if self.watcher_clock is not None:  # never backwards, whichever of two writers commits last
-            later = "GREATEST" if dialect.postgres else "MAX"
-            dialect.execute(
-                cursor,
-                "INSERT INTO recovery_watcher VALUES ('event_time', ?) "
-                f"ON CONFLICT (name) DO UPDATE SET clock = {later}(recovery_watcher.clock, excluded.clock)",
-                (self.watcher_clock,),
-            )
         dialect.insert(cursor, "recovery_policy_versions", ("number", "effective_from"), ("bigint", "bigint"),
                        self.policy_versions)
-        if self.latest_occurred is not None:
-            later = "GREATEST" if dialect.postgres else "MAX"
-            dialect.execute(cursor, "INSERT INTO recovery_watcher VALUES ('latest_occurred', ?) "
-                            f"ON CONFLICT (name) DO UPDATE SET clock = {later}(recovery_watcher.clock, excluded.clock)",
-                            (self.latest_occurred,))
-        if self.writer_token is not None:
-            dialect.execute(cursor, "INSERT INTO recovery_watcher VALUES ('writer', ?) "
-                            "ON CONFLICT (name) DO UPDATE SET clock = excluded.clock", (self.writer_token,))
-
+        # The watcher's clock and the latest occurred_at never go backwards, whichever of two
+        # writers commits last; the writer token is simply the last one written.
+        later = f"{'GREATEST' if dialect.postgres else 'MAX'}(recovery_watcher.clock, excluded.clock)"
+        for name, value, clock in (("event_time", self.watcher_clock, later),
+                                   ("latest_occurred", self.latest_occurred, later),
+                                   ("writer", self.writer_token, "excluded.clock")):
+            if value is not None:
+                dialect.execute(cursor, "INSERT INTO recovery_watcher VALUES (?, ?)"
+                                f" ON CONFLICT (name) DO UPDATE SET clock = {clock}", (name, value))
 
 class IndexReads:
     """Queries on the write-side indexes, shared by both recorders."""

@@ -194,7 +194,7 @@ class KpiViewMixin:
                     needed.add(complaint_uuid(event.repeat_of).hex)
         batch.preload(needed)
         received = sorted(to_us(e.occurred_at) for e, _ in items if type(e) is RECEIVED)
-        window = max(v.batch_window_minutes for v in (self.policy, *(p for _, p in self.policy.versions))) * 60_000_000
+        window = max(v.batch_window_minutes for v in self.policy.every_version()) * 60_000_000
         # The major-batch check looks one window around each new complaint: load those spans
         # whole, one query per run of complaints less than two windows apart.
         for lo, hi in _spans(received, 2 * window):

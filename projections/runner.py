@@ -150,7 +150,7 @@ def apply_log(app: RecoveryApplication, view: KpiViewMixin, batch_size: int,
         except Exception as error:
             # An event the read model cannot apply (a bug) must not wedge it: halves down to the
             # event, which is then passed over as a fault on record (a metric and an alert).
-            if not _store_answers(view):
+            if not view.dialect.answers(view.datastore):
                 raise
             if size > 1:
                 size = max(1, size // 2)
@@ -168,11 +168,3 @@ def apply_log(app: RecoveryApplication, view: KpiViewMixin, batch_size: int,
         if after_batch:
             after_batch()
 
-
-def _store_answers(view: KpiViewMixin) -> bool:
-    try:
-        with view.datastore.transaction(commit=False) as c:
-            view.dialect.rows(c, "SELECT 1 AS one")
-        return True
-    except Exception:  # noqa: BLE001 - any failure to answer means the store is away
-        return False

@@ -317,7 +317,7 @@ class IngestService:
                     raise
             except Exception as error:
                 self.app.forget_cached()
-                if not self._store_answers() or len(faults) == len(lines):
+                if not self.app.dialect.answers(self.app.datastore) or len(faults) == len(lines):
                     raise  # the database is away, or refuses even dead letters: not the lines' fault
                 if len(lines) == 1:
                     faults[0] = f"could not be stored: {type(error).__name__}: {error}"[:500]
@@ -332,13 +332,6 @@ class IngestService:
             except BaseException:
                 self.app.forget_cached()
                 raise
-
-    def _store_answers(self) -> bool:
-        try:
-            self.app.index.watcher_state()
-            return True
-        except Exception:  # noqa: BLE001 - any failure to answer means the store is away
-            return False
 
     def _ingest(self, lines: list[str | bytes], origins: list[str], positions: list[Tracking] | None,
                 retries: list[bool], faults: dict[int, str]) -> list[Outcome]:
@@ -370,8 +363,7 @@ class IngestService:
         envelopes = [p for p in parsed if isinstance(p, Envelope)]
         already = self.app.index.seen_event_ids([e.event_id for e in envelopes])
         refused_before = self.app.index.refused_lines([r.sha256 for r in raws if r is not None])
-        windows = [v.repeat_window_days for v in (self.policy, *(p for _, p in self.policy.versions))]
-        batch.prefetch(envelopes, max(windows))
+        batch.prefetch(envelopes, max(v.repeat_window_days for v in self.policy.every_version()))
 
         stored_clock = state.get("event_time")
         clock = from_us(stored_clock) if stored_clock is not None else None

@@ -12,12 +12,14 @@ import random
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from domain import clock
+from domain.envelope import OPINION_STAGES
 
 TZ = ZoneInfo("Asia/Shanghai")
 REGIONS = ("huaian", "xuzhou", "yancheng", "lianyungang", "suqian")
@@ -55,6 +57,22 @@ def _daytime(moment: datetime) -> datetime:
     elif local.hour < 8:
         local = local.replace(hour=8, minute=local.minute)
     return local
+
+
+def _go_public(out: _Writer, rng: random.Random, cid: str, later: Callable[[float], datetime],
+               desk: dict[str, str], agent: dict[str, str]) -> None:
+    """舆情: the complaint leaves the building and moves through its stages (SPEC §6); the centre
+    answers fast (速答) once it breaks out. A few are still in outbreak or surge at the end."""
+    stage = rng.choices([0, 1, 2], [55, 35, 10])[0]
+    source = rng.choices(["social", "forum", "media", "news", "other"], [50, 20, 15, 10, 5])[0]
+    while True:
+        out.add("complaint.public_opinion", cid, later(1 + rng.random() * 12), desk,
+                {"stage": OPINION_STAGES[stage], "source": source, "summary": "posted about the complaint"})
+        if stage in (1, 2) and rng.random() < 0.8:
+            out.add("complaint.responded", cid, later(rng.random() * 4), agent, {"channel": "call"})
+        if stage == 3 or rng.random() < 0.08:
+            return
+        stage = min(3, stage + rng.choice([1, 1, 2]))
 
 
 def generate(seed: int = 2026, complaints: int = 6000, start: datetime | None = None,
@@ -140,6 +158,9 @@ def generate(seed: int = 2026, complaints: int = 6000, start: datetime | None = 
             out.add("complaint.escalated", cid, later(rng.random() * 5), agent,
                     {"to": rng.choice(["team_lead", "department", "branch", "province", "regulator", "media"]),
                      "reason": "customer insisted"})
+        desk = {"id": f"{region}-opinion-desk", "role": "opinion_monitor", "unit": unit}
+        if rng.random() < (0.2 if channel in ("social", "media") else 0.006):
+            _go_public(out, rng, cid, later, desk, agent)
         if rng.random() < 0.96:
             limit_h = {"vip": 8, "premium": 24, "standard": 48}[data["customer_tier"]]
             took = rng.lognormvariate(0, 0.6) * limit_h * 0.4
@@ -153,8 +174,14 @@ def generate(seed: int = 2026, complaints: int = 6000, start: datetime | None = 
             out.add("complaint.resolved", cid, t, agent, {"outcome": outcome, "summary": "result given"})
             if rng.random() < 0.88:
                 satisfaction = rng.choices(["satisfied", "neutral", "dissatisfied", "unreachable"], [62, 18, 12, 8])[0]
-                closing = {"satisfaction": satisfaction, "retained": rng.random() > 0.05}
+                closing: dict[str, Any] = {"satisfaction": satisfaction}
+                if rng.random() < 0.6:  # the return visit asked whether the customer stays
+                    quick = resolved_at - received <= timedelta(hours=24)
+                    stays = 0.3 if outcome in ("unresolved", "rejected") else 0.92 if quick else 0.7
+                    closing["retained"] = rng.random() < stays
                 out.add("complaint.closed", cid, later(4 + rng.random() * 40), lead, closing)
+                if satisfaction == "dissatisfied" and rng.random() < 0.12:
+                    _go_public(out, rng, cid, later, desk, agent)  # 内做客诉, 外作舆情
                 if rng.random() < 0.03:
                     out.add("complaint.reopened", cid, later(24 + rng.random() * 48), lead,
                             {"reason": "customer called back"})

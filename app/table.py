@@ -7,7 +7,8 @@ from typing import Any
 COLUMNS = [
     ("received", "recv"), ("open", "open"), ("repeat_rate", "repeat%"), ("upgraded_rate", "upgr%"),
     ("timely_rate", "timely%"), ("fcr_rate", "fcr%"), ("satisfaction_rate", "satisf%"),
-    ("recovery_rate", "recov%"), ("compensation_total", "comp CNY"), ("quiet_hours_violations", "quiet"),
+    ("recovery_rate", "recov%"), ("public_opinion_rate", "public%"), ("compensation_total", "comp CNY"),
+    ("quiet_hours_violations", "quiet"),
 ]
 
 
@@ -34,6 +35,13 @@ def render_table(report: dict[str, Any]) -> str:
     t = report["totals"]
     out += ["", "recovery outcomes: " + ", ".join(
         f"{k} {t[k]}" for k in ("recovered", "partially_recovered", "not_recovered", "lost", "unknown"))]
+    stages = ", ".join(f"{k} {n}" for k, n in t["public_opinion_by_stage"].items())
+    out += [f"public opinion: {t['public_opinion']} complaints ({stages}); {t['public_opinion_active']} in outbreak"
+            f" or surge now, {t['public_opinion_awaiting_contact']} not contacted since"]
+    benchmark = report.get("retention_benchmark", {})
+    out += ["retention by resolution (ours / survey): " + ", ".join(
+        f"{k.replace('_', ' ')} {_cell(v)}% / {_cell(benchmark.get(k))}% of {t['retention_by_resolution_closed'][k]}"
+        for k, v in t["retention_by_resolution"].items())]
     pens = report["penalties"]
     if pens:
         top = sorted(pens, key=lambda p: -float(p["amount"]))[:10]
@@ -55,7 +63,8 @@ def render_history(h: dict[str, Any]) -> str:
            f"  status {s['status']}, received {s['received_at']}, deadline {s['deadline']}: {s['timeliness']}"
            + (" (overdue)" if s["overdue"] else ""),
            f"  compensation {s['compensation_total']} CNY, recovery outcome {s['recovery_outcome'] or '-'}"
-           + (f", repeats {s['repeat_of']}" if s["repeat_of"] else ""), "", "  events:"]
+           + (f", repeats {s['repeat_of']}" if s["repeat_of"] else "")
+           + (f", public opinion {s['public_opinion']}" if s.get("public_opinion") else ""), "", "  events:"]
     for e in h["events"]:
         who = f"{e['actor']} ({e['role']}{', ' + e['unit'] if e['unit'] else ''})"
         flags = "".join(f" [{k}]" for k in ("quiet_hours_violation", "upgrades") if e.get(k))

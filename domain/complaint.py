@@ -15,7 +15,7 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 from eventsourcing.domain import Aggregate, event
 
 from domain import clock
-from domain.envelope import Envelope
+from domain.envelope import OPINION_STAGES, Envelope
 from domain.errors import InvalidTransition, OverAuthority, RefundUnverified
 from domain.policy import Policy
 from domain.timelimits import deadline_for, in_quiet_hours
@@ -95,6 +95,7 @@ class Complaint(Aggregate):
         self.deadline_missed = False
         self.liability: str | None = None
         self.compensated = Decimal("0.00")
+        self.opinion_stage: str | None = None  # public opinion (SPEC §6): the furthest stage reached
 
     # -- commands -------------------------------------------------------------------------------
 
@@ -111,10 +112,18 @@ class Complaint(Aggregate):
             raise InvalidTransition(f"cannot reopen complaint {self.complaint_id}: not closed")
         if kind == "complaint.compensated":
             self._check_compensation(env, policy)
+        if kind == "complaint.public_opinion":
+            self._check_opinion_stage(env.data["stage"])
 
     def _second_return_visit(self) -> bool:
         """SPEC §3.4: a closed complaint whose customer could not be reached may be closed again."""
         return self.status == CLOSED and self.satisfaction == "unreachable"
+
+    def _check_opinion_stage(self, stage: str) -> None:
+        """Public opinion only moves forward (skipping a stage is allowed)."""
+        if self.opinion_stage is not None and OPINION_STAGES.index(stage) <= OPINION_STAGES.index(self.opinion_stage):
+            raise InvalidTransition(f"public opinion on {self.complaint_id} is already at {self.opinion_stage}: "
+                                    f"{stage} does not move it forward")
 
     def _check_compensation(self, env: Envelope, policy: Policy) -> None:
         assert env.amount is not None
@@ -163,6 +172,8 @@ class Complaint(Aggregate):
                 self._reopened(**common)
             case "complaint.repeated":
                 self._repeated(**common)
+            case "complaint.public_opinion":
+                self._public_opinion(**common)
             case _:  # pragma: no cover - the envelope admits no other type
                 raise AssertionError(env.type)
 
@@ -239,6 +250,10 @@ class Complaint(Aggregate):
     @event("Repeated")
     def _repeated(self, event_id: str, occurred_at: datetime, actor: dict, data: dict) -> None:
         pass
+
+    @event("PublicOpinion")
+    def _public_opinion(self, event_id: str, occurred_at: datetime, actor: dict, data: dict) -> None:
+        self.opinion_stage = data["stage"]
 
     @event("RepeatLinked")
     def _repeat_linked(self, event_id: None, occurred_at: datetime, actor: dict, data: dict, repeat_of: str) -> None:

@@ -51,6 +51,8 @@ CHANNELS = ("hotline", "store", "online", "letter", "message", "regulator", "con
             "government_hotline", "petition_bureau", "media", "social")
 CATEGORIES = ("billing", "network", "service", "product", "marketing", "value_added", "points",
               "privacy", "other")
+# SPEC §6, in the only order they may move: latent (潜伏期), outbreak (爆发期), surge (高涨期), decline (衰退期).
+OPINION_STAGES = ("latent", "outbreak", "surge", "decline")
 ESCALATION_TARGETS = ("team_lead", "department", "branch", "province", "group", "regulator",
                       "consumer_association", "government_hotline", "petition_bureau", "media", "court")
 
@@ -147,6 +149,12 @@ class RepeatedData(_Data):
     channel: Identifier | None = None
 
 
+class PublicOpinionData(_Data):
+    stage: Literal[OPINION_STAGES]  # type: ignore[valid-type]
+    source: Literal["media", "social", "forum", "news", "other"]
+    summary: FreeText | None = None
+
+
 class Actor(_Data):
     id: Identifier
     role: Identifier
@@ -166,6 +174,7 @@ DATA_MODELS: dict[str, type[_Data]] = {
     "complaint.closed": ClosedData,
     "complaint.reopened": ReopenedData,
     "complaint.repeated": RepeatedData,
+    "complaint.public_opinion": PublicOpinionData,
 }
 
 _AMOUNT = re.compile(r"[0-9]+(\.[0-9]{1,2})?")  # the whole string: see parse_amount

@@ -28,6 +28,7 @@ REOPENED = _recorded(Complaint, "Reopened")
 REPEATED = _recorded(Complaint, "Repeated")
 DEADLINE_MISSED = _recorded(Complaint, "DeadlineMissed")
 REPEAT_LINKED = _recorded(Complaint, "RepeatLinked")
+PUBLIC_OPINION = _recorded(Complaint, "PublicOpinion")
 DEAD_LETTER = _recorded(DeadLetter, "Recorded")
 DUPLICATE_DELIVERY = _recorded(DuplicateDelivery, "Recorded")
 UNKNOWN_FIELDS = _recorded(UnknownFields, "Recorded")
@@ -48,6 +49,7 @@ COMPLAINT_EVENTS: dict[type[Any], str] = {
     REPEATED: "complaint.repeated",
     DEADLINE_MISSED: "complaint.deadline_missed",
     REPEAT_LINKED: "complaint.repeat_linked",
+    PUBLIC_OPINION: "complaint.public_opinion",
 }
 # The platform's other records, by the name an export gives them.
 OTHER_EVENTS: dict[type[Any], str] = {

@@ -54,6 +54,7 @@ class Policy:
     batch_window_minutes: int
     upgrade_channels: frozenset[str]
     upgrade_escalation_targets: frozenset[str]
+    quick_hours: int = 24  # retention by resolution (SPEC §4): a first resolve this soon after `received` is quick
     # SPEC §3.5: every version adopted so far, by effective_from (empty: this policy alone). The
     # latest version carries them, so a rule can ask for the version in force at its moment.
     versions: tuple[tuple[datetime, Policy], ...] = field(default=(), compare=False, repr=False)
@@ -113,7 +114,10 @@ class _Reader:
             raise PolicyError(f"{self.key(name)}: must be a table")
         return _Reader(value, f"{self.key(name)}.")
 
-    def positive_int(self, name: str) -> int:
+    def positive_int(self, name: str, default: int | None = None) -> int:
+        if default is not None and name not in self.table:
+            self.used.add(name)
+            return default
         value = self.get(name)
         if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
             raise PolicyError(f"{self.key(name)}: must be a positive whole number, got {value!r}")
@@ -205,6 +209,7 @@ def _parse(raw: dict[str, Any]) -> Policy:
     quiet = limits.sub("quiet_hours")
     quiet_start, quiet_end = quiet.clock_time("start"), quiet.clock_time("end")
     quiet.done()
+    quick_hours = limits.positive_int("quick_hours", default=24)  # optional: versions recorded before it exist
     target = limits.amount("timely_rate_target")
     if target is None or target > 1:
         raise PolicyError("time_limits.timely_rate_target: must be between 0 and 1")
@@ -271,6 +276,7 @@ def _parse(raw: dict[str, Any]) -> Policy:
         batch_window_minutes=window_minutes,
         upgrade_channels=upgrade_channels,
         upgrade_escalation_targets=upgrade_targets,
+        quick_hours=quick_hours,
         **penalties,
     )
 
@@ -311,6 +317,7 @@ def policy_text(policy: Policy) -> str:
         f"working_weekends = {value(sorted(d.isoformat() for d in p.working_weekends))}",
         f"quiet_hours = {{ start = {value(p.quiet_start)}, end = {value(p.quiet_end)} }}",
         f"timely_rate_target = {value(p.timely_rate_target)}",
+        f"quick_hours = {p.quick_hours}",
         "", "[watcher]",
         f"file_lateness_seconds = {p.file_lateness_seconds}",
         f"live_lateness_seconds = {p.live_lateness_seconds}",

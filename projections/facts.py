@@ -18,6 +18,7 @@ from operator import attrgetter
 from typing import Any, Protocol
 
 from domain.clock import from_us, to_us
+from domain.envelope import OPINION_STAGES
 from domain.events import (
     APOLOGISED,
     ASSIGNED,
@@ -25,6 +26,7 @@ from domain.events import (
     COMPENSATED,
     DEADLINE_MISSED,
     ESCALATED,
+    PUBLIC_OPINION,
     RECEIVED,
     REOPENED,
     REPEAT_LINKED,
@@ -39,6 +41,8 @@ COMPENSATION_KINDS = ("refund", "credit", "gift", "points", "voucher", "cash")
 HOUR_BUCKETS = (1, 2, 4, 8, 24, 48, 72, 168)  # upper bounds, hours; one more bucket for above
 OUTCOMES = ("recovered", "partially_recovered", "not_recovered", "lost", "unknown")
 DIMENSIONS = ("region", "unit", "tier", "category", "channel")
+# Retention by resolution (SPEC §4), beside the OCA / White House survey's shares (source 002).
+RESOLUTIONS = ("unresolved", "resolved", "resolved_quickly")
 
 
 def bucket_names(prefix: str) -> list[str]:
@@ -49,9 +53,12 @@ COUNTERS = (
     "received", "resolved", "closed", "open", "repeat", "upgraded", "important", "on_time", "late",
     "first_contact_resolved", "satisfied", "satisfaction_answered", "compensation_fen",
     *(f"compensation_{k}_fen" for k in COMPENSATION_KINDS),
-    *OUTCOMES, "recovered_satisfied", "service_fault", "service_fault_satisfied",
+    *OUTCOMES, "service_fault", "service_fault_satisfied",
     "quiet_hours_violations", "deadline_missed", "major_batch", "overdue",
     *bucket_names("response"), *bucket_names("resolution"), "response_seconds", "resolution_seconds",
+    "public_opinion", *(f"public_opinion_{stage}" for stage in OPINION_STAGES), "public_opinion_active",
+    "public_opinion_awaiting_contact", *bucket_names("opinion_response"), "opinion_response_seconds",
+    *(f"retention_{r}" for r in RESOLUTIONS), *(f"retention_{r}_retained" for r in RESOLUTIONS),
 )
 
 
@@ -111,6 +118,13 @@ class Facts:
     department_heads: str = "[]"
     latest_repeat_at: int | None = None  # the latest `received` of the complaints that repeat this one
     assessed: str = "[]"  # the penalties these facts trigger (penalties_of), as JSON: what the read model holds
+    quick_until: int = 0  # a first resolve at or before this is quick (received + the policy's quick_hours)
+    # Public opinion (SPEC §6): the furthest stage reached, when it first went public, whether it
+    # did after the latest closing, and the first customer contact at or after it went public.
+    opinion_stage: str | None = None
+    opinion_at: int | None = None
+    opinion_after_close: int = 0
+    opinion_response_at: int | None = None
 
 
 FACT_FIELDS = [f.name for f in fields(Facts)]
@@ -125,7 +139,8 @@ def recovery_outcome(f: Facts) -> str | None:
         return "unknown"
     if f.retained == 0:
         return "lost"
-    if f.satisfaction == "dissatisfied" or f.latest_outcome in ("unresolved", "rejected") or f.upgrade_after_close:
+    if (f.satisfaction == "dissatisfied" or f.latest_outcome in ("unresolved", "rejected") or f.upgrade_after_close
+            or f.opinion_after_close):
         return "not_recovered"
     if f.satisfaction == "neutral" or f.repeat_after_close or repeated_after_close(f):
         return "partially_recovered"
@@ -135,6 +150,16 @@ def recovery_outcome(f: Facts) -> str | None:
 def repeated_after_close(f: Facts) -> bool:
     """A later complaint repeats this one, received at or after its latest closing."""
     return f.closed_at is not None and f.latest_repeat_at is not None and f.latest_repeat_at >= f.closed_at
+
+
+def resolution_kind(f: Facts) -> str | None:
+    """Retention by resolution (SPEC §4): for a closed complaint whose latest closing says whether
+    the customer stayed, how its complaint was resolved; None otherwise."""
+    if f.status != "closed" or f.retained is None:
+        return None
+    if f.latest_outcome in ("unresolved", "rejected") or f.first_resolved_at is None:
+        return "unresolved"
+    return "resolved_quickly" if f.first_resolved_at <= f.quick_until else "resolved"
 
 
 def _bucket(prefix: str, seconds: float) -> str:
@@ -178,7 +203,17 @@ def contributions(f: Facts) -> dict[str, int]:
     outcome = recovery_outcome(f)
     if outcome:
         c[outcome] = 1
-        c["recovered_satisfied"] = int(outcome == "recovered")
+    kind = resolution_kind(f)
+    if kind:
+        c[f"retention_{kind}"], c[f"retention_{kind}_retained"] = 1, f.retained or 0
+    if f.opinion_stage is not None:
+        c["public_opinion"] = c[f"public_opinion_{f.opinion_stage}"] = 1
+        c["public_opinion_active"] = int(f.opinion_stage in ("outbreak", "surge"))
+        if f.opinion_response_at is None:
+            c["public_opinion_awaiting_contact"] = 1
+        else:
+            seconds = (f.opinion_response_at - f.opinion_at) / 1e6 if f.opinion_at is not None else 0.0
+            c[_bucket("opinion_response", seconds)], c["opinion_response_seconds"] = 1, round(seconds)
     c["service_fault"] = f.service_fault
     c["service_fault_satisfied"] = f.service_fault * satisfied
     total = 0
@@ -307,6 +342,7 @@ class FactsUpdater:
             service_fault=0, handling_fault_at=None, quiet_violations=0, major_batch=0,
             comp_refund=0, comp_credit=0, comp_gift=0, comp_points=0, comp_voucher=0, comp_cash=0,
             handler_at_deadline=resp["handler"], team_lead_at_deadline=resp["team_lead"],
+            quick_until=at + policy.quick_hours * 3_600_000_000,
         )
         self.source.add(f)
         self._detect_major_batch(f)
@@ -386,6 +422,8 @@ class FactsUpdater:
     def _contact(self, f: Facts, e: Any, at: int) -> None:
         if f.first_response_at is None or at < f.first_response_at:
             f.first_response_at = at
+        if f.opinion_at is not None and f.opinion_response_at is None and at >= f.opinion_at:
+            f.opinion_response_at = at  # 速答: the first contact once it went public
         f.quiet_violations += int(e.quiet_hours_violation)
 
     def _responded(self, f: Facts, e: Any, at: int) -> None:
@@ -402,7 +440,7 @@ class FactsUpdater:
         f.status, f.satisfaction, f.closed_at = "closed", e.data["satisfaction"], at
         retained = e.data.get("retained")
         f.retained = None if retained is None else int(retained)
-        f.repeat_after_close = f.upgrade_after_close = 0
+        f.repeat_after_close = f.upgrade_after_close = f.opinion_after_close = 0
 
     def _reopened(self, f: Facts, e: Any, at: int) -> None:
         f.status, f.transferred = "open", 1
@@ -415,6 +453,13 @@ class FactsUpdater:
 
     def _deadline_missed(self, f: Facts, e: Any, at: int) -> None:
         f.missed = 1
+
+    def _public_opinion(self, f: Facts, e: Any, at: int) -> None:
+        f.opinion_stage = e.data["stage"]  # only forward: the aggregate refused any other
+        if f.opinion_at is None:
+            f.opinion_at = at
+        if _after_close(f, at):
+            f.opinion_after_close = 1
 
 
 # How each recorded complaint event (domain/events.py) changes the facts; `received` above.
@@ -431,4 +476,5 @@ _HANDLERS: dict[type[Any], Callable[[FactsUpdater, Facts, Any, int], None]] = {
     REPEATED: FactsUpdater._repeated,
     DEADLINE_MISSED: FactsUpdater._deadline_missed,
     REPEAT_LINKED: FactsUpdater._repeat_linked,
+    PUBLIC_OPINION: FactsUpdater._public_opinion,
 }

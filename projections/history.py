@@ -121,6 +121,7 @@ def _document(complaint: Complaint, f: Facts, events: list[Any], penalties: list
             "compensation_by_kind": {k: money(getattr(f, f"comp_{k}")) for k in COMPENSATION_KINDS
                                      if getattr(f, f"comp_{k}")},
             "satisfaction": f.satisfaction,
+            "public_opinion": f.opinion_stage,
             "recovery_outcome": recovery_outcome(f),
         },
         "penalties": [{

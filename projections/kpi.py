@@ -41,7 +41,8 @@ from projections.report import UNKNOWN_FIELD
 _INT_FACTS = {"received_at", "deadline", "repeat_at", "upgraded", "sensitive", "transferred",
               "first_resolved_at", "first_response_at", "closed_at", "retained", "repeat_after_close",
               "upgrade_after_close", "missed", "service_fault", "handling_fault_at",
-              "quiet_violations", "major_batch", "service_fault_at", "latest_repeat_at"} | {
+              "quiet_violations", "major_batch", "service_fault_at", "latest_repeat_at", "quick_until",
+              "opinion_at", "opinion_after_close", "opinion_response_at"} | {
                   f for f in FACT_FIELDS if f.startswith("comp_")}
 
 FACT_TYPES = tuple("bigint" if f in _INT_FACTS else "text" for f in FACT_FIELDS)
@@ -83,7 +84,7 @@ TABLES = [
     "CREATE TABLE IF NOT EXISTS kpi_faults (position BIGINT PRIMARY KEY, error TEXT NOT NULL)",
 ]
 VIEW_WRITER_LOCK = 7_270_128
-SCHEMA_VERSION = 4  # bump when tables or COUNTERS change: an older read model is rebuilt from the log
+SCHEMA_VERSION = 5  # bump when tables or COUNTERS change: an older read model is rebuilt from the log
 VIEW_TABLES = ("kpi_complaints", "kpi_daily", "kpi_totals", "kpi_penalties", "kpi_penalty_daily", "kpi_penalty_totals",
                "kpi_ingest", "kpi_faults")
 

@@ -30,7 +30,7 @@ from prometheus_client.registry import Collector
 from domain import clock
 from domain.policy import Policy
 from projections.facts import COUNTERS, HOUR_BUCKETS
-from projections.report import UNKNOWN_FIELD, rates, sum_counters
+from projections.report import RETENTION_BENCHMARK, UNKNOWN_FIELD, rates, sum_counters
 
 RATES = (  # metric name, report field
     ("recovery_repeat_ratio", "repeat_rate", "Repeat complaints / complaints received"),
@@ -39,6 +39,7 @@ RATES = (  # metric name, report field
     ("recovery_first_contact_resolution_ratio", "fcr_rate", "First-contact resolved / resolved"),
     ("recovery_satisfaction_ratio", "satisfaction_rate", "Satisfied / closed with an answer"),
     ("recovery_recovered_ratio", "recovery_rate", "Recovered / closed with a known outcome"),
+    ("recovery_public_opinion_ratio", "public_opinion_rate", "Complaints turned public opinion / complaints received"),
 )
 TIMES = (("recovery_time_to_first_response_seconds", "response", "Received to first customer contact"),
          ("recovery_time_to_resolution_seconds", "resolution", "Received to first resolved"))
@@ -147,11 +148,16 @@ class KpiCollector(Collector):
                                   labels=["tier", "region"])
         overdue = GaugeMetricFamily("recovery_overdue_complaints", "Open complaints whose resolution "
                                     "deadline passed unresolved (recorded deadline_missed)", labels=["tier", "region"])
+        opinion = GaugeMetricFamily("recovery_public_opinion_active_complaints", "Complaints whose public opinion "
+                                    "is now in outbreak or surge (SPEC §6), whatever their month",
+                                    labels=["tier", "region"])
         for r in sorted(rows, key=lambda r: (r["tier"], r["region"])):
             open_.add_metric([r["tier"], r["region"]], int(r["open"]))
             overdue.add_metric([r["tier"], r["region"]], int(r["overdue"]))
+            opinion.add_metric([r["tier"], r["region"]], int(r["public_opinion_active"]))
         yield open_
         yield overdue
+        yield opinion
 
     def _rates(self, months: dict[str, date], cohorts: dict[tuple[str, str], list[dict[str, Any]]]) -> Iterator[Metric]:
         info = InfoMetricFamily("recovery_month", "Which calendar month each month label means "
@@ -173,8 +179,23 @@ class KpiCollector(Collector):
                 for family, (_, field, _) in zip(families, RATES):
                     if computed[field] is not None:
                         family.add_metric([region, label], computed[field])
+        retention = GaugeMetricFamily("recovery_retention_ratio", "Of closed complaints saying whether the "
+                                      "customer stayed, the share retained, by how the complaint was resolved",
+                                      labels=["resolution", "month"])
+        for label in months:
+            for row in cohorts[(label, "all")]:
+                for resolution, share in rates(row, places=None)["retention_by_resolution"].items():
+                    if share is not None:
+                        retention.add_metric([resolution, label], share)
+        benchmark = GaugeMetricFamily("recovery_retention_benchmark_ratio", "The OCA / White House survey's "
+                                      "share of dissatisfied customers who stay, by resolution (source 002)",
+                                      labels=["resolution"])
+        for resolution, share in RETENTION_BENCHMARK.items():
+            benchmark.add_metric([resolution], share)
         yield received
         yield from families
+        yield retention
+        yield benchmark
         target = GaugeMetricFamily("recovery_timely_ratio_target", "Policy target for the timely rate")
         target.add_metric([], float(self.in_force.timely_rate_target))
         yield target

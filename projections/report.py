@@ -11,14 +11,18 @@ from decimal import Decimal
 from typing import Any
 
 from domain import clock
+from domain.envelope import OPINION_STAGES
 from domain.policy import Policy
 from infra.sql import Dialect
-from projections.facts import COMPENSATION_KINDS, COUNTERS, DIMENSIONS, HOUR_BUCKETS, OUTCOMES
+from projections.facts import COMPENSATION_KINDS, COUNTERS, DIMENSIONS, HOUR_BUCKETS, OUTCOMES, RESOLUTIONS
 
 PENALTY_REASONS = ("deadline_missed", "service_fault", "repeat_handling_fault", "unrecorded")
 COUNT_FIELDS = ("received", "resolved", "closed", "open", "repeat", "upgraded", "on_time", "late",
                 "first_contact_resolved", "satisfied", "satisfaction_answered", *OUTCOMES,
-                "quiet_hours_violations", "important", "deadline_missed", "major_batch")
+                "quiet_hours_violations", "important", "deadline_missed", "major_batch", "public_opinion",
+                "public_opinion_active", "public_opinion_awaiting_contact")
+# Of dissatisfied customers, the share who stay (source 002, the OCA / White House survey).
+RETENTION_BENCHMARK = {"unresolved": 0.19, "resolved": 0.54, "resolved_quickly": 0.82}
 
 
 def _ratio(numerator: int, denominator: int, places: int | None = 4) -> float | None:
@@ -44,13 +48,18 @@ def rates(c: dict[str, int], places: int | None = 4) -> dict[str, Any]:
     out["satisfaction_rate"] = ratio(out["satisfied"], out["satisfaction_answered"])
     judged = sum(out[k] for k in OUTCOMES if k != "unknown")
     out["recovery_rate"] = ratio(out["recovered"], judged)
-    out["recovered_satisfaction_rate"] = ratio(c.get("recovered_satisfied", 0), out["recovered"])
     out["service_fault_satisfaction_rate"] = ratio(c.get("service_fault_satisfied", 0), c.get("service_fault", 0))
     out["compensation_total"] = money(c.get("compensation_fen", 0))
     out["compensation_by_kind"] = {k: money(c.get(f"compensation_{k}_fen", 0)) for k in COMPENSATION_KINDS}
-    for prefix in ("response", "resolution"):
-        labels = [f"le_{h}h" for h in HOUR_BUCKETS] + [f"gt_{HOUR_BUCKETS[-1]}h"]
-        out[f"time_to_{prefix}_hours"] = {lbl: int(c.get(f"{prefix}_{lbl}", 0)) for lbl in labels}
+    out["public_opinion_rate"] = ratio(out["public_opinion"], out["received"])
+    out["public_opinion_by_stage"] = {s: int(c.get(f"public_opinion_{s}", 0)) for s in OPINION_STAGES}
+    out["retention_by_resolution"] = {
+        r: ratio(c.get(f"retention_{r}_retained", 0), c.get(f"retention_{r}", 0)) for r in RESOLUTIONS}
+    out["retention_by_resolution_closed"] = {r: int(c.get(f"retention_{r}", 0)) for r in RESOLUTIONS}
+    labels = [f"le_{h}h" for h in HOUR_BUCKETS] + [f"gt_{HOUR_BUCKETS[-1]}h"]
+    for prefix, name in (("response", "response"), ("resolution", "resolution"),
+                         ("opinion_response", "public_opinion_response")):
+        out[f"time_to_{name}_hours"] = {lbl: int(c.get(f"{prefix}_{lbl}", 0)) for lbl in labels}
     return out
 
 
@@ -84,6 +93,7 @@ def build_report(dialect: Dialect, datastore: Any, policy: Policy, start: date |
             "totals": rates(totals[0] if totals else {}),
         }
         report["timely_rate_target"] = float(policy.timely_rate_target)
+        report["retention_benchmark"] = RETENTION_BENCHMARK
         if by:
             report["by"] = by
             report["groups"] = [

@@ -38,6 +38,9 @@ class Feed:
     def closed(self, complaint: str, at: str, satisfaction: str = "satisfied", **extra: Any) -> dict[str, Any]:
         return self.envelope("closed", complaint, at, {"satisfaction": satisfaction, **extra}, LEAD)
 
+    def public_opinion(self, complaint: str, at: str, stage: str, source: str = "social") -> dict[str, Any]:
+        return self.envelope("public_opinion", complaint, at, {"stage": stage, "source": source})
+
     def resend(self, env: dict[str, Any]) -> None:
         self.lines.append(json.dumps(env))
 

@@ -34,6 +34,8 @@ def history() -> list[str]:
     october.closed("O1", "2026-10-15T11:00:00+08:00", retained=True)
     # O2: due 10-22 09:00, resolved 10-25: late; the miss costs h-1 100 and tl-1 50 in October.
     october.received("O2", "2026-10-20T09:00:00+08:00", customer="cust-O2")
+    # ... and went public on 10-24 (outbreak, still): its next contact, the resolve, 24 h later.
+    october.public_opinion("O2", "2026-10-24T09:00:00+08:00", "outbreak")
     october.resolved("O2", "2026-10-25T09:00:00+08:00")
     renamed = [json.dumps({**json.loads(line), "event_id": f"oct-{i}"}) for i, line in enumerate(october.lines)]
     return renamed + november_history().lines
@@ -144,7 +146,7 @@ def test_exposition_gives_the_hand_worked_values(platform):
 
 def test_no_labels_identify_customers_complaints_or_people(platform):
     allowed = {"type", "result", "reason", "tier", "region", "month", "calendar_month", "unit", "le",
-               "topic", "partition"}
+               "topic", "partition", "resolution"}
     for family in text_string_to_metric_families(scrape(platform)):
         for s in family.samples:
             assert set(s.labels) <= allowed, (s.name, s.labels)

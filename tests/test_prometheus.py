@@ -54,6 +54,7 @@ EXPECTED = {
 ALERTS = {
     "RecoveryTimelyRateUnderTarget": {("all",): 0.7778, ("huaian",): 0.6},
     "RecoveryOverdueBacklogRising": {},
+    "RecoveryPublicOpinionActive": {("huaian",): 1},
     "RecoveryProjectionLagHigh": {},
     "RecoveryReadModelFault": {},
     "RecoveryOutboxLagHigh": {},
@@ -175,7 +176,8 @@ def test_every_alert_rule_evaluates_and_fires_where_the_data_says(prom):
     loaded = prom.api("rules")["groups"]
     assert all(r["health"] == "ok" for g in loaded for r in g["rules"]), loaded
     active = {(a["labels"]["alertname"], a["labels"].get("region")): a["state"] for a in prom.api("alerts")["alerts"]}
-    assert active == {("RecoveryTimelyRateUnderTarget", "all"): "pending",
+    assert active == {("RecoveryPublicOpinionActive", "huaian"): "firing",
+                      ("RecoveryTimelyRateUnderTarget", "all"): "pending",
                       ("RecoveryTimelyRateUnderTarget", "huaian"): "pending"}
 
 

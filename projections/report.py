@@ -13,6 +13,7 @@ from typing import Any
 from domain import clock
 from domain.policy import Policy
 from infra.sql import Dialect
+from projections.cases import quota, rewards
 from projections.facts import COMPENSATION_KINDS, COUNTERS, DIMENSIONS, HOUR_BUCKETS, OUTCOMES
 
 PENALTY_REASONS = ("deadline_missed", "service_fault", "repeat_handling_fault", "unrecorded")
@@ -73,7 +74,9 @@ def build_report(dialect: Dialect, datastore: Any, policy: Policy, start: date |
         if start is None or end is None:
             span = dialect.rows(c, "SELECT MIN(lo) AS lo, MAX(hi) AS hi FROM ("
                                 " SELECT MIN(day) AS lo, MAX(day) AS hi FROM kpi_daily WHERE dim = 'all'"
-                                " UNION ALL SELECT MIN(day), MAX(day) FROM kpi_penalty_daily) AS spans")[0]
+                                " UNION ALL SELECT MIN(day), MAX(day) FROM kpi_penalty_daily"
+                                " UNION ALL SELECT MIN(day), MAX(day) FROM kpi_rewards"
+                                " UNION ALL SELECT MIN(day), MAX(day) FROM kpi_cases) AS spans")[0]
             start = start or (date.fromisoformat(span["lo"]) if span["lo"]
                               else clock.now().astimezone(policy.timezone).date().replace(day=1))
             end = end or (date.fromisoformat(span["hi"]) if span["hi"] else start)
@@ -91,6 +94,8 @@ def build_report(dialect: Dialect, datastore: Any, policy: Policy, start: date |
                 for row in sum_counters(dialect, c, by, lo, hi)
             ]
         report["penalties"] = _penalties(dialect, c, lo, hi)
+        report["rewards"] = rewards(dialect, c, lo, hi)  # SPEC §7, beside penalties
+        report["cases"] = quota(dialect, c, policy, lo, hi)
         report["ingest"] = _ingest(dialect, c)
     return report
 

@@ -158,3 +158,30 @@ def case_metrics(dialect: Dialect, c: Any, policy: Policy, months: dict[str, dat
         for (label, kind), values in sums.items():
             family.add_metric([label, kind], values[i])
         yield family
+
+
+def case_history(app: Any, policy: Policy, case_id: str, as_of: datetime | None = None) -> dict[str, Any] | None:
+    """One case's recorded events and state as of a moment, as `history` shows a complaint's; None
+    when no such case was recorded."""
+    from domain.case import Case, case_uuid
+    from projections.history import _entry, _recorded
+
+    events = _recorded(app, case_uuid(case_id), as_of)
+    if not events:
+        return None
+    case: Case | None = None
+    for event in events:
+        case = event.mutate(case)
+    assert case is not None
+    tz = policy.timezone
+    selected = next((e for e in events if type(e) is CASE_SELECTED), None)
+    return {
+        "case_id": case.case_id, "as_of": as_of.isoformat() if as_of else None, "timezone": tz.key,
+        "state": {
+            "author": case.author, "submitted_at": case.submitted_at.astimezone(tz).isoformat(),
+            "round": case.round,
+            "selected_at": selected.occurred_at.astimezone(tz).isoformat() if selected else None,
+            "reward": f"{policy.at(selected.occurred_at).case_selected_reward:.2f}" if selected else None,
+        },
+        "events": [_entry(e, tz, {}, "") for e in events],
+    }

@@ -52,7 +52,8 @@ def produce(bootstrap: str, topic: str, lines: list[str]) -> None:
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
     for line in lines:
         try:
-            key = json.loads(line).get("complaint_id", "").encode() or None
+            env = json.loads(line)
+            key = (env.get("complaint_id") or env.get("case_id") or "").encode() or None  # SPEC §7: cases by case_id
         except (ValueError, AttributeError):
             key = None
         producer.send(topic, key=key, value=line.encode())

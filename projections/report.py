@@ -104,7 +104,8 @@ def _penalties(dialect: Dialect, cursor: Any, lo: str, hi: str) -> list[dict[str
     rows = dialect.rows(
         cursor,
         "SELECT who, month, reason, SUM(n) AS n, SUM(amount_fen) AS amount, SUM(points_centi) AS points"
-        " FROM kpi_penalty_daily WHERE day >= ? AND day <= ? GROUP BY who, month, reason ORDER BY who, month",
+        " FROM kpi_penalty_daily WHERE day >= ? AND day <= ? GROUP BY who, month, reason"
+        " HAVING SUM(n) <> 0 ORDER BY who, month",  # a penalty assessed and withdrawn leaves rows of zeros
         (lo, hi),
     )
     people: dict[tuple[str, str], dict[str, Any]] = {}

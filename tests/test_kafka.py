@@ -137,12 +137,12 @@ def serving(url: str, env: dict[str, str], batch: int = 100, count: int = 1):
 
 
 def complaint_events(url: str) -> set[str]:
-    """The stable ids (`originator:version`) of every recorded complaint event."""
+    """The stable ids (`originator:version`) of every recorded complaint and case event."""
     platform = Platform(url)
     try:
         return {f"{n.originator_id}:{n.originator_version}"
                 for n in platform.app.recorder.select_notifications(1, 1_000_000)
-                if n.topic.split(":")[1].startswith("Complaint.")}
+                if n.topic.split(":")[1].startswith(("Complaint.", "Case."))}
     finally:
         platform.close()
 
@@ -237,7 +237,7 @@ def test_sigkill_during_batches_then_restart_equals_an_uninterrupted_run(postgre
     assert live["penalties"] == reference["penalties"]
     assert live["ingest"] == reference["ingest"]
 
-    # The outbox relay published every recorded complaint event at least once, and nothing else.
+    # The outbox relay published every recorded complaint and case event at least once, and nothing else.
     recorded = complaint_events(postgres_url)
     published = read_topic(env["RECOVERY_KAFKA_BOOTSTRAP"], env["RECOVERY_KAFKA_OUTBOUND_TOPIC"], len(recorded))
     assert {dict(m.headers)["event_id"].decode() for m in published} == recorded

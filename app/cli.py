@@ -146,12 +146,19 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_history(args: argparse.Namespace) -> int:
     from app.platform import Platform
     from app.table import render_history
-    from projections.history import complaint_history
+    from projections.cases import case_history
+    from projections.history import UnknownComplaint, complaint_history
 
     with Platform() as platform:
         platform.catch_up()  # later complaints repeating this one are found through the read model
         moment = None if args.as_of is None else _zoned(args.as_of, platform.policy)
-        history = complaint_history(platform.app, platform.policy, args.complaint_id, moment)
+        try:
+            history = complaint_history(platform.app, platform.policy, args.complaint_id, moment)
+        except UnknownComplaint:
+            case = case_history(platform.app, platform.policy, args.complaint_id, moment)  # SPEC §7
+            if case is None:
+                raise
+            history = case
     _show(history, args.format, render_history)
     return 0
 
@@ -401,7 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "up to that instant (ISO 8601; no offset = policy time zone)")
     report.set_defaults(func=cmd_report)
 
-    history = sub.add_parser("history", help="one complaint's events and its state as of a moment")
+    history = sub.add_parser("history", help="one complaint's (or case's) events and its state as of a moment")
     history.add_argument("complaint_id")
     history.add_argument("--as-of", type=_moment, help="only events recorded up to that instant (ISO 8601)")
     history.add_argument("--format", choices=["table", "json"], default="table")

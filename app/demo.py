@@ -2,7 +2,8 @@
 
 Realistic enough to exercise every rule: several regions, units and handlers, every tier and
 event type, repeats, escalations beyond the branch, refunds before verification, compensation over
-authority, quiet-hours contacts, missed deadlines, plus malformed and resent envelopes.
+authority, quiet-hours contacts, missed deadlines, plus malformed and resent envelopes; and the
+typical-case library (SPEC §7): submissions against the monthly quota, quarterly selections.
 """
 
 from __future__ import annotations
@@ -42,10 +43,11 @@ class _Writer:
     def __init__(self, rng: random.Random):
         self.rng, self.events, self.n = rng, [], 0
 
-    def add(self, kind: str, complaint_id: str, at: datetime, actor: dict[str, str], data: dict[str, Any]) -> None:
+    def add(self, kind: str, complaint_id: str, at: datetime, actor: dict[str, str], data: dict[str, Any],
+            key: str = "complaint_id") -> None:
         self.n += 1
         self.events.append((at, self.n, {
-            "event_id": f"src-{self.n:08d}", "type": kind, "complaint_id": complaint_id,
+            "event_id": f"src-{self.n:08d}", "type": kind, key: complaint_id,
             "occurred_at": at.astimezone(TZ).isoformat(), "actor": actor, "data": data}))
 
 
@@ -194,9 +196,55 @@ def generate(seed: int = 2026, complaints: int = 6000, start: datetime | None = 
                     out.add("complaint.escalated", cid, later(rng.random() * 100), agent,
                             {"to": "government_hotline", "reason": "not satisfied with result"})
 
+    _cases(random.Random(f"cases-{seed}"), out, start, end)
     events = sorted((e for e in out.events if e[0] < end), key=lambda e: (e[0], e[1]))
     lines = [json.dumps(e[2], ensure_ascii=False) for e in events]
     return _add_noise(rng, lines)
+
+
+def _quarter(moment: datetime) -> str:
+    local = moment.astimezone(TZ)
+    return f"{local.year}-Q{(local.month - 1) // 3 + 1}"
+
+
+def _cases(rng: random.Random, out: _Writer, start: datetime, end: datetime) -> None:
+    """Per region two dedicated handlers (about 1-2 cases a month each, so some fall short of their
+    quota of 2) and the department head (1 a month); per quarter five selections, two of them from
+    one unit (the outstanding-organisation award), near the quarter's end or the history's."""
+    authors = [({"id": f"{r}-cs-emp-{i:02d}", "unit": f"{r}-cs", "kind": "dedicated_handler"}) for r in REGIONS
+               for i in (3, 4)] + [{"id": f"{r}-head", "unit": f"{r}-cs", "kind": "department"} for r in REGIONS]
+    submitted: list[tuple[datetime, str, str]] = []  # when, case, unit
+    month = start.astimezone(TZ).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    while month < end:
+        following = (month + timedelta(days=32)).replace(day=1)
+        for author in authors:
+            wanted = rng.choice([1, 2, 2, 2]) if author["kind"] == "dedicated_handler" else 1
+            for _ in range(wanted):
+                at = month + timedelta(days=rng.randrange(28), hours=9 + rng.randrange(8), minutes=rng.randrange(60))
+                if not start <= at < end:
+                    continue
+                case_id = f"K-{at.year}-{len(submitted) + 1:04d}"
+                submitted.append((at, case_id, author["unit"]))
+                actor = {"id": author["id"], "role": "case_author", "unit": author["unit"]}
+                data = {"author": author, "title": f"How {author['unit']} won back a customer",
+                        "summary": "what went wrong, what we did, what the customer said"}
+                out.add("case.submitted", case_id, at, actor, data, key="case_id")
+        month = following
+    for round_ in sorted({_quarter(at) for at, _, _ in submitted}):
+        year, q = int(round_[:4]), int(round_[-1])
+        quarter_end = datetime(year + q // 4, q % 4 * 3 + 1, 1, tzinfo=TZ)
+        day = min(quarter_end, end) - timedelta(days=2)
+        candidates = [(c, u) for at, c, u in submitted if _quarter(at) == round_ and at < day]
+        units = sorted({u for _, u in candidates if sum(1 for _, v in candidates if v == u) >= 2})
+        if len(candidates) < 5 or not units:
+            continue
+        unit = rng.choice(units)
+        chosen = rng.sample([c for c, u in candidates if u == unit], 2)
+        chosen += rng.sample([c for c, u in candidates if c not in chosen], 3)
+        for i, case_id in enumerate(chosen):
+            out.add("case.selected", case_id, day.replace(hour=10, minute=10 * i),
+                    {"id": "case-committee", "role": "complaint_manager", "unit": "branch"},
+                    {"round": round_}, key="case_id")
 
 
 def _add_noise(rng: random.Random, lines: list[str]) -> list[str]:

@@ -47,6 +47,7 @@ def render_table(report: dict[str, Any]) -> str:
         top = sorted(pens, key=lambda p: -float(p["amount"]))[:10]
         out += ["", f"penalties: {len(pens)} persons/units; highest:"]
         out += [f"  {p['who']:<24} {p['month']}  {p['amount']:>9} CNY  {p['points']} pts" for p in top]
+    out += render_cases(report)
     i = report["ingest"]
     reasons = ", ".join(f"{k} {v}" for k, v in sorted(i["rejected_by_reason"].items()))
     out += ["", f"ingest (all time): accepted {i['accepted']}, duplicates {i['duplicates']}, "
@@ -56,7 +57,25 @@ def render_table(report: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+def render_cases(report: dict[str, Any]) -> list[str]:
+    """Rewards (SPEC §7) beside the penalties, and each author's submissions against the quota."""
+    out = []
+    if report.get("rewards"):
+        out += ["", f"rewards: {len(report['rewards'])} persons/units"]
+        out += [f"  {r['who']:<24} {r['month']}  {r['amount']:>9} CNY  selected {r['reasons']['case_selected']}"
+                + (f", organisation award {r['reasons']['organisation_award']}"
+                   if r["reasons"]["organisation_award"] else "") for r in report["rewards"]]
+    if report.get("cases"):
+        short = [c for c in report["cases"] if c["submitted"] < c["quota"]]
+        out += ["", f"typical cases: {len(report['cases'])} author-months, {len(short)} short of quota"]
+        out += [f"  {c['author']:<24} {c['unit']:<20} {c['month']}  {c['submitted']}/{c['quota']}"
+                + ("  SHORT" if c["submitted"] < c["quota"] else "") for c in report["cases"]]
+    return out
+
+
 def render_history(h: dict[str, Any]) -> str:
+    if "case_id" in h:
+        return _render_case(h)
     s = h["state"]
     as_of = f" as recorded at {h['as_of']}" if h["as_of"] else ""
     out = [f"Complaint {h['complaint_id']}{as_of} ({h['timezone']})",
@@ -74,4 +93,17 @@ def render_history(h: dict[str, Any]) -> str:
         out += ["", "  penalties:"]
         out += [f"    {p['at']}  {p['reason']:<22} {p['role']:<18} {p['who']:<16} {p['amount']:>7} CNY  "
                 f"{p['points']} pts" for p in h["penalties"]]
+    return "\n".join(out)
+
+
+def _render_case(h: dict[str, Any]) -> str:
+    s, a = h["state"], h["state"]["author"]
+    as_of = f" as recorded at {h['as_of']}" if h["as_of"] else ""
+    out = [f"Case {h['case_id']}{as_of} ({h['timezone']})",
+           f"  by {a['id']} ({a['kind']}, {a['unit']}), submitted {s['submitted_at']}",
+           f"  selected {s['selected_at']} in round {s['round']}, reward {s['reward']} CNY" if s["round"]
+           else "  not selected", "", "  events:"]
+    for e in h["events"]:
+        data = ", ".join(f"{k}={v}" for k, v in e["data"].items())
+        out.append(f"    {e['occurred_at']}  {e['type']:<26} {e['actor']} ({e['role']})  {data}")
     return "\n".join(out)

@@ -145,7 +145,8 @@ def main() -> int:
             with path.open("rb") as f:
                 for line in f:
                     try:
-                        key = json.loads(line).get("complaint_id")
+                        env = json.loads(line)
+                        key = env.get("complaint_id") or env.get("case_id")
                     except ValueError:
                         key = None
                     producer.send(topic, value=line.rstrip(b"\n"), key=key.encode() if isinstance(key, str) else None)

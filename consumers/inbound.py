@@ -59,8 +59,9 @@ class InboundConsumer:
         service.owns = self.owns
 
     def owns(self, complaint_id: str) -> bool:
-        """Whether the complaint's partition is ours: messages are keyed by complaint_id and placed
-        by the default partitioner (murmur2, as Kafka's Java client and kafka-python do)."""
+        """Whether the complaint's partition is ours: messages are keyed by complaint_id (case events
+        by case_id: only complaints have deadlines to own) and placed by the default partitioner
+        (murmur2, as Kafka's Java client and kafka-python do)."""
         partitions = sorted(self.consumer.partitions_for_topic(self.settings.topic) or ())
         if not partitions:
             return False

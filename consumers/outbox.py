@@ -1,5 +1,5 @@
 """Kafka out: the transactional outbox. A relay follows the event store with its own tracking
-position and publishes every recorded complaint event to the outbound topic, and every dead letter
+position and publishes every recorded complaint and case event to the outbound topic, and every dead letter
 that came from Kafka to the dead-letter topic. Nothing is published that was not recorded; the
 position moves only after the broker acknowledged, so nothing recorded is skipped. After a crash
 a few messages may be sent again with the same `event_id` header, which consumers deduplicate.
@@ -19,7 +19,7 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
 from consumers.settings import KafkaSettings
-from domain.events import DEAD_LETTER, is_complaint_event, spec_type
+from domain.events import DEAD_LETTER, is_case_event, is_complaint_event, spec_type
 from infra.memory import Recent
 from infra.privacy import ERASED, Keyring, key_ids, unseal, unseal_data
 from infra.store import RecoveryApplication, following
@@ -36,11 +36,13 @@ class OutboxRelay:
         self._complaint_ids: Recent[Any, str] = Recent(COMPLAINT_IDS_KEPT)
         self.keyring = Keyring(app)
 
-    def _complaint_id(self, originator_id: Any, event: Any) -> str:
-        if hasattr(event, "complaint_id"):
-            complaint_id = event.complaint_id
+    def _complaint_id(self, originator_id: Any, event: Any, name: str = "complaint_id") -> str:
+        """The complaint's id (or the case's: `name` case_id), kept by aggregate."""
+        if hasattr(event, name):
+            complaint_id = getattr(event, name)
         else:
-            complaint_id = self._complaint_ids.get(originator_id) or self.app.repository.get(originator_id).complaint_id
+            complaint_id = (self._complaint_ids.get(originator_id)
+                            or getattr(self.app.repository.get(originator_id), name))
         self._complaint_ids[originator_id] = complaint_id
         return complaint_id
 
@@ -62,7 +64,7 @@ class OutboxRelay:
                                             *({"raw": getattr(e, "original", None)} for _, e in events)]))
         sent = []
         for n, event in events:
-            if is_complaint_event(event):
+            if is_complaint_event(event) or is_case_event(event):
                 sent.append(self._publish_complaint_event(n, event, keys))
             elif type(event) is DEAD_LETTER and event.source.count("/") == 2:
                 sent.append(self._publish_dead_letter(event, _original_bytes(event, keys)))
@@ -79,10 +81,11 @@ class OutboxRelay:
         return len(events)
 
     def _publish_complaint_event(self, n: Any, event: Any, keys: dict[str, bytes]) -> Any:
-        complaint_id = self._complaint_id(n.originator_id, event)
+        stream = "case_id" if is_case_event(event) else "complaint_id"  # SPEC §7: cases by case_id
+        complaint_id = self._complaint_id(n.originator_id, event, stream)
         stable_id = f"{n.originator_id}:{n.originator_version}"
         body = {"event_id": stable_id, "source_event_id": event.event_id,
-                "type": spec_type(event), "complaint_id": complaint_id,
+                "type": spec_type(event), stream: complaint_id,
                 "occurred_at": event.occurred_at.isoformat(), "recorded_at": event.timestamp.isoformat(),
                 "actor": event.actor, "data": unseal_data(event.data, keys)}
         for extra in _EXTRAS:

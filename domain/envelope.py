@@ -44,7 +44,7 @@ def _no_control(value: str) -> str:
 # Ids, roles, units, regions, issue keys and the people named: they end up in keys, logs and reports.
 Identifier = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=MAX_IDENTIFIER),
                        AfterValidator(_no_control)]
-# Summary, reason, notes (and title, once case events of SPEC §7 are parsed here).
+# Summary, reason, notes, title.
 FreeText = Annotated[str, StringConstraints(strict=True, max_length=MAX_FREE_TEXT)]
 
 CHANNELS = ("hotline", "store", "online", "letter", "message", "regulator", "consumer_association",
@@ -155,6 +155,23 @@ class PublicOpinionData(_Data):
     summary: FreeText | None = None
 
 
+class CaseAuthor(_Data):
+    id: Identifier
+    unit: Identifier
+    kind: Literal["dedicated_handler", "department"]
+
+
+class CaseSubmittedData(_Data):
+    author: CaseAuthor
+    title: FreeText
+    complaint_id: Identifier | None = None
+    summary: FreeText | None = None
+
+
+class CaseSelectedData(_Data):
+    round: Annotated[str, StringConstraints(strict=True, pattern=r"^[0-9]{4}-Q[1-4]$")]
+
+
 class Actor(_Data):
     id: Identifier
     role: Identifier
@@ -175,22 +192,26 @@ DATA_MODELS: dict[str, type[_Data]] = {
     "complaint.reopened": ReopenedData,
     "complaint.repeated": RepeatedData,
     "complaint.public_opinion": PublicOpinionData,
+    "case.submitted": CaseSubmittedData,
+    "case.selected": CaseSelectedData,
 }
+CASE_TYPES = ("case.submitted", "case.selected")  # SPEC §7: keyed by case_id, not complaint_id
 
 _AMOUNT = re.compile(r"[0-9]+(\.[0-9]{1,2})?")  # the whole string: see parse_amount
-_ENVELOPE_KEYS = frozenset({"event_id", "type", "complaint_id", "occurred_at", "actor", "data"})
+_ENVELOPE_KEYS = frozenset({"event_id", "type", "occurred_at", "actor", "data"})
 
 
 @dataclass(frozen=True)
 class Envelope:
     event_id: str
     type: str
-    complaint_id: str
+    complaint_id: str  # "" for a case event
     occurred_at: datetime  # UTC
     actor: dict[str, str | None]
     data: dict[str, Any]  # validated, defaults filled in; JSON-native values only
     amount: Decimal | None = field(default=None)
     unknown_fields: tuple[str, ...] = ()  # "<type>.<path>" of each key the contract does not define
+    case_id: str | None = None  # a case event's (SPEC §7), instead of complaint_id
 
 
 def parse_line(line: str | bytes, *, not_after: datetime | None = None) -> Envelope:
@@ -218,7 +239,10 @@ def parse_envelope(raw: Any, *, not_after: datetime | None = None) -> Envelope:
     model = DATA_MODELS.get(kind)
     if model is None:
         raise InvalidEvent(f"type: unknown event type {_shown(kind)}")
-    complaint_id = _identifier(raw, "complaint_id")
+    stream, other = ("case_id", "complaint_id") if kind in CASE_TYPES else ("complaint_id", "case_id")
+    stream_id = _identifier(raw, stream)
+    if other in raw:
+        raise InvalidEvent(f"{other}: a {kind} event names its stream by {stream} alone")
     occurred_at = _timestamp(raw.get("occurred_at"), not_after)
     actor = _validate(Actor, raw.get("actor"), "actor")
     data_raw = raw.get("data", {})
@@ -232,18 +256,19 @@ def parse_envelope(raw: Any, *, not_after: datetime | None = None) -> Envelope:
     if kind == "complaint.compensated":
         amount = parse_amount(data.amount)
         dumped["amount"] = f"{amount:.2f}"
-    unknown = [f"{kind}.{key}" for key in raw if key not in _ENVELOPE_KEYS]
+    unknown = [f"{kind}.{key}" for key in raw if key not in _ENVELOPE_KEYS and key != stream]
     unknown += _unknown(Actor, raw["actor"], f"{kind}.actor.")
     unknown += _unknown(model, data_raw or {}, f"{kind}.")
     return Envelope(
         event_id=event_id,
         type=kind,
-        complaint_id=complaint_id,
+        complaint_id=stream_id if stream == "complaint_id" else "",
         occurred_at=occurred_at,
         actor=actor.model_dump(),
         data=dumped,
         amount=amount,
         unknown_fields=tuple(unknown),
+        case_id=stream_id if stream == "case_id" else None,
     )
 
 

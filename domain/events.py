@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
+from domain.case import Case
 from domain.complaint import Complaint
 from domain.inbound import DeadLetter, DuplicateDelivery, UnknownFields
 from domain.policybook import PolicyVersion
@@ -29,6 +30,8 @@ REPEATED = _recorded(Complaint, "Repeated")
 DEADLINE_MISSED = _recorded(Complaint, "DeadlineMissed")
 REPEAT_LINKED = _recorded(Complaint, "RepeatLinked")
 PUBLIC_OPINION = _recorded(Complaint, "PublicOpinion")
+CASE_SUBMITTED = _recorded(Case, "Submitted")
+CASE_SELECTED = _recorded(Case, "Selected")
 DEAD_LETTER = _recorded(DeadLetter, "Recorded")
 DUPLICATE_DELIVERY = _recorded(DuplicateDelivery, "Recorded")
 UNKNOWN_FIELDS = _recorded(UnknownFields, "Recorded")
@@ -51,6 +54,11 @@ COMPLAINT_EVENTS: dict[type[Any], str] = {
     REPEAT_LINKED: "complaint.repeat_linked",
     PUBLIC_OPINION: "complaint.public_opinion",
 }
+# Each case event (SPEC §7) and its SPEC type.
+CASE_EVENTS: dict[type[Any], str] = {
+    CASE_SUBMITTED: "case.submitted",
+    CASE_SELECTED: "case.selected",
+}
 # The platform's other records, by the name an export gives them.
 OTHER_EVENTS: dict[type[Any], str] = {
     DEAD_LETTER: "DeadLetter",
@@ -64,7 +72,11 @@ def is_complaint_event(event: object) -> bool:
     return type(event) in COMPLAINT_EVENTS
 
 
+def is_case_event(event: object) -> bool:
+    return type(event) in CASE_EVENTS
+
+
 def spec_type(event: object) -> str:
-    """The SPEC type of a complaint event (`complaint.resolved`), else the record's name."""
+    """The SPEC type of a complaint or case event (`complaint.resolved`), else the record's name."""
     kind = type(event)
-    return COMPLAINT_EVENTS.get(kind) or OTHER_EVENTS[kind]
+    return COMPLAINT_EVENTS.get(kind) or CASE_EVENTS.get(kind) or OTHER_EVENTS[kind]

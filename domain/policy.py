@@ -19,6 +19,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 TIERS = ("vip", "premium", "standard")
 URGENCIES = ("critical", "urgent", "normal")
 COORDINATIONS = ("cross_province", "third_party")
+AUTHOR_KINDS = ("dedicated_handler", "department")
+# SPEC §7 defaults: a stored version adopted before the [cases] table existed reads as these.
+CASE_DEFAULTS: dict[str, Any] = {"selected_per_round": 5, "monthly_quota": {"dedicated_handler": 2, "department": 1},
+                                 "case_selected_reward": Decimal("100.00"), "organisation_award": Decimal("500.00")}
 
 
 class PolicyError(ValueError):
@@ -55,6 +59,11 @@ class Policy:
     upgrade_channels: frozenset[str]
     upgrade_escalation_targets: frozenset[str]
     quick_hours: int = 24  # retention by resolution (SPEC §4): a first resolve this soon after `received` is quick
+    # SPEC §7, the typical-case library: [cases] in the file, optional (older versions lack it).
+    selected_per_round: int = CASE_DEFAULTS["selected_per_round"]
+    monthly_quota: dict[str, int] = field(default_factory=lambda: dict(CASE_DEFAULTS["monthly_quota"]))
+    case_selected_reward: Decimal = CASE_DEFAULTS["case_selected_reward"]
+    organisation_award: Decimal = CASE_DEFAULTS["organisation_award"]
     # SPEC §3.5: every version adopted so far, by effective_from (empty: this policy alone). The
     # latest version carries them, so a rule can ask for the version in force at its moment.
     versions: tuple[tuple[datetime, Policy], ...] = field(default=(), compare=False, repr=False)
@@ -253,6 +262,7 @@ def _parse(raw: dict[str, Any]) -> Policy:
     upgrade = top.sub("upgrade")
     upgrade_channels, upgrade_targets = upgrade.strings("channels"), upgrade.strings("escalation_targets")
     upgrade.done()
+    cases = _cases(top)
     top.done()
 
     return Policy(
@@ -278,7 +288,21 @@ def _parse(raw: dict[str, Any]) -> Policy:
         upgrade_escalation_targets=upgrade_targets,
         quick_hours=quick_hours,
         **penalties,
+        **cases,
     )
+
+
+def _cases(top: _Reader) -> dict[str, Any]:
+    if "cases" not in top.table:
+        top.used.add("cases")
+        return dict(CASE_DEFAULTS)
+    cases = top.sub("cases")
+    out = {"selected_per_round": cases.positive_int("selected_per_round"),
+           "monthly_quota": cases.hours_by("monthly_quota", AUTHOR_KINDS),
+           "case_selected_reward": cases.amount("case_selected_reward"),
+           "organisation_award": cases.amount("organisation_award")}
+    cases.done()
+    return out
 
 
 def with_versions(versions: list[tuple[datetime, Policy]]) -> Policy:
@@ -334,6 +358,10 @@ def policy_text(policy: Policy) -> str:
         "", "[batch]", f"threshold = {p.batch_threshold}", f"window_minutes = {p.batch_window_minutes}",
         "", "[upgrade]", f"channels = {value(p.upgrade_channels)}",
         f"escalation_targets = {value(p.upgrade_escalation_targets)}",
+        "", "[cases]", f"selected_per_round = {p.selected_per_round}",
+        f"monthly_quota = {value(p.monthly_quota)}",
+        f"case_selected_reward = {value(p.case_selected_reward)}",
+        f"organisation_award = {value(p.organisation_award)}",
     ]
     return "\n".join(lines) + "\n"
 

@@ -50,6 +50,9 @@ INDEX_TABLES = [
     " effective_from BIGINT NOT NULL UNIQUE)",
     # Refused lines by the SHA-256 of their bytes: the same line sent again is a duplicate (SPEC §2).
     "CREATE TABLE IF NOT EXISTS recovery_refused (line_sha256 TEXT PRIMARY KEY, reason TEXT NOT NULL)",
+    # Cases selected, by round (SPEC §7): how many a round holds, for its limit.
+    "CREATE TABLE IF NOT EXISTS recovery_case_rounds (round TEXT NOT NULL, case_id TEXT NOT NULL,"
+    " PRIMARY KEY (round, case_id))",
     *CHAIN_TABLES,
     *KEY_TABLES,
 ]
@@ -66,6 +69,7 @@ class IndexChanges:
     keys: list[tuple[str, str, str]] = field(default_factory=list)  # new (key id, lookup, key hex)
     refused: list[tuple[str, str]] = field(default_factory=list)  # (line sha256, reason)
     policy_versions: list[tuple[int, int]] = field(default_factory=list)  # (number, effective_from)
+    case_rounds: list[tuple[str, str]] = field(default_factory=list)  # (round, case_id) selected
     latest_occurred: int | None = None  # the latest occurred_at recorded (no version may take effect before)
     watcher_clock: int | None = None
     # A new token from every write of a process that may write any complaint (file ingest), so
@@ -91,6 +95,7 @@ class IndexChanges:
                        "ON CONFLICT DO NOTHING")
         dialect.insert(cursor, "recovery_policy_versions", ("number", "effective_from"), ("bigint", "bigint"),
                        self.policy_versions)
+        dialect.insert(cursor, "recovery_case_rounds", ("round", "case_id"), ("text", "text"), self.case_rounds)
         # The watcher's clock and the latest occurred_at never go backwards, whichever of two
         # writers commits last; the writer token is simply the last one written.
         later = f"{'GREATEST' if dialect.postgres else 'MAX'}(recovery_watcher.clock, excluded.clock)"
@@ -146,6 +151,14 @@ class IndexReads:
     def refused_lines(self, digests: list[str]) -> set[str]:
         rows = self._rows_in("SELECT line_sha256 FROM recovery_refused", "line_sha256", digests)
         return {r["line_sha256"] for r in rows}
+
+    def cases_selected(self, rounds: list[str]) -> dict[str, int]:
+        """How many cases each of these rounds has selected."""
+        rows = self._rows_in("SELECT round FROM recovery_case_rounds", "round", rounds)
+        counts = dict.fromkeys(rounds, 0)
+        for r in rows:
+            counts[r["round"]] += 1
+        return counts
 
     def policy_versions(self) -> list[tuple[int, int]]:
         rows = self._rows("SELECT number, effective_from FROM recovery_policy_versions ORDER BY number")

@@ -18,6 +18,7 @@ from eventsourcing.sqlite import SQLiteDatastore
 from domain.policy import Policy
 from infra.sql import SQLITE
 from infra.store import RecoveryApplication
+from projections.cases import BIGINT_COLUMNS as CASE_BIGINT_COLUMNS
 from projections.facts import COUNTERS, FACT_FIELDS
 from projections.kpi import FACT_TYPES, SCHEMA_VERSION, VIEW_TABLES, KpiViewMixin, SQLiteKpiView
 from projections.runner import REBUILD_BATCH, apply_log, view_writer
@@ -143,7 +144,7 @@ def rebuild_beside(app: RecoveryApplication, live: KpiViewMixin, policy: Policy,
 
 
 _BIGINT = {*(f for f, t in zip(FACT_FIELDS, FACT_TYPES, strict=True) if t == "bigint"), *COUNTERS,
-           "n", "amount_fen", "points_centi", "at", "position"}
+           "n", "amount_fen", "points_centi", "at", "position", *CASE_BIGINT_COLUMNS}
 
 
 def _sql_type(column: str) -> str:

@@ -19,9 +19,18 @@ from psycopg.sql import SQL
 
 from domain.clock import from_us, to_us
 from domain.complaint import complaint_uuid
-from domain.events import DEAD_LETTER, DUPLICATE_DELIVERY, RECEIVED, UNKNOWN_FIELDS, is_complaint_event, spec_type
+from domain.events import (
+    DEAD_LETTER,
+    DUPLICATE_DELIVERY,
+    RECEIVED,
+    UNKNOWN_FIELDS,
+    is_case_event,
+    is_complaint_event,
+    spec_type,
+)
 from domain.policy import Policy
 from infra.sql import POSTGRES, SQLITE, Dialect
+from projections import cases
 from projections.batchfacts import BatchFacts, FactsCache
 from projections.facts import (
     COUNTERS,
@@ -82,11 +91,12 @@ TABLES = [
     # Events the read model could not apply (a bug): passed over so that it never wedges, and
     # shown on /metrics (recovery_read_model_faults) until a fixed release rebuilds it.
     "CREATE TABLE IF NOT EXISTS kpi_faults (position BIGINT PRIMARY KEY, error TEXT NOT NULL)",
+    *cases.TABLES,
 ]
 VIEW_WRITER_LOCK = 7_270_128
 SCHEMA_VERSION = 5  # bump when tables or COUNTERS change: an older read model is rebuilt from the log
 VIEW_TABLES = ("kpi_complaints", "kpi_daily", "kpi_totals", "kpi_penalties", "kpi_penalty_daily", "kpi_penalty_totals",
-               "kpi_ingest", "kpi_faults")
+               "kpi_ingest", "kpi_faults", *cases.VIEW_TABLES)
 
 
 def _adding(table: str, keys: Sequence[str], counters: Sequence[str]) -> str:
@@ -209,6 +219,8 @@ class KpiViewMixin:
                 penalties += updater.apply(event)
                 if event.event_id is not None:
                     ingest[(spec_type(event), "accepted", "")] += 1
+            elif is_case_event(event):
+                ingest[(spec_type(event), "accepted", "")] += 1
             elif kind is DEAD_LETTER and getattr(event, "again", False):
                 ingest[(event.type or "", "duplicate", "")] += 1  # refused again on request: not a new rejection
             elif kind is DEAD_LETTER:
@@ -218,6 +230,7 @@ class KpiViewMixin:
                     ingest[(key, UNKNOWN_FIELD, "")] += n
             elif kind is DUPLICATE_DELIVERY:
                 ingest[(event.type or "", "duplicate", "")] += 1
+        cases.apply_cases(self.dialect, c, self.policy, [e for e, _ in items if is_case_event(e)])
         withdrawn = self._assess(batch, updater, penalties)
         self._write_facts(c, batch)
         self._write_penalties(c, penalties, withdrawn)

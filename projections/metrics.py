@@ -29,6 +29,7 @@ from prometheus_client.registry import Collector
 
 from domain import clock
 from domain.policy import Policy
+from projections.cases import case_metrics
 from projections.facts import COUNTERS, HOUR_BUCKETS
 from projections.report import RETENTION_BENCHMARK, UNKNOWN_FIELD, rates, sum_counters
 
@@ -120,6 +121,7 @@ class KpiCollector(Collector):
             penalties = dialect.rows(
                 c, "SELECT month, unit, reason, n, amount_fen, points_centi FROM kpi_penalty_totals"
                 " WHERE month IN (?, ?)", [m.strftime("%Y-%m") for m in months.values()])
+            typical_cases = list(case_metrics(dialect, c, getattr(self.view, "policy", self.policy), months))
         lag = projection_lag(self.app, self.view)
 
         yield from self._ingest(ingest)
@@ -127,6 +129,7 @@ class KpiCollector(Collector):
         yield from self._rates(months, cohorts)
         yield from self._money(months, cohorts, penalties)
         yield from self._times(totals)
+        yield from typical_cases
         yield from lag_gauges("recovery_projection_lag", "the KPI read model has not applied", lag)
         passed = GaugeMetricFamily("recovery_read_model_faults", "Recorded events the KPI read model could not "
                                    "apply and passed over (a bug: see the log's read_model_fault lines)")

@@ -14,6 +14,7 @@ from domain import clock
 from domain.envelope import OPINION_STAGES
 from domain.policy import Policy
 from infra.sql import Dialect
+from projections.cases import quota, rewards
 from projections.facts import COMPENSATION_KINDS, COUNTERS, DIMENSIONS, HOUR_BUCKETS, OUTCOMES, RESOLUTIONS
 
 PENALTY_REASONS = ("deadline_missed", "service_fault", "repeat_handling_fault", "unrecorded")
@@ -82,7 +83,9 @@ def build_report(dialect: Dialect, datastore: Any, policy: Policy, start: date |
         if start is None or end is None:
             span = dialect.rows(c, "SELECT MIN(lo) AS lo, MAX(hi) AS hi FROM ("
                                 " SELECT MIN(day) AS lo, MAX(day) AS hi FROM kpi_daily WHERE dim = 'all'"
-                                " UNION ALL SELECT MIN(day), MAX(day) FROM kpi_penalty_daily) AS spans")[0]
+                                " UNION ALL SELECT MIN(day), MAX(day) FROM kpi_penalty_daily"
+                                " UNION ALL SELECT MIN(day), MAX(day) FROM kpi_rewards"
+                                " UNION ALL SELECT MIN(day), MAX(day) FROM kpi_cases) AS spans")[0]
             start = start or (date.fromisoformat(span["lo"]) if span["lo"]
                               else clock.now().astimezone(policy.timezone).date().replace(day=1))
             end = end or (date.fromisoformat(span["hi"]) if span["hi"] else start)
@@ -101,6 +104,8 @@ def build_report(dialect: Dialect, datastore: Any, policy: Policy, start: date |
                 for row in sum_counters(dialect, c, by, lo, hi)
             ]
         report["penalties"] = _penalties(dialect, c, lo, hi)
+        report["rewards"] = rewards(dialect, c, lo, hi)  # SPEC §7, beside penalties
+        report["cases"] = quota(dialect, c, policy, lo, hi)
         report["ingest"] = _ingest(dialect, c)
     return report
 
@@ -109,7 +114,8 @@ def _penalties(dialect: Dialect, cursor: Any, lo: str, hi: str) -> list[dict[str
     rows = dialect.rows(
         cursor,
         "SELECT who, month, reason, SUM(n) AS n, SUM(amount_fen) AS amount, SUM(points_centi) AS points"
-        " FROM kpi_penalty_daily WHERE day >= ? AND day <= ? GROUP BY who, month, reason ORDER BY who, month",
+        " FROM kpi_penalty_daily WHERE day >= ? AND day <= ? GROUP BY who, month, reason"
+        " HAVING SUM(n) <> 0 ORDER BY who, month",  # a penalty assessed and withdrawn leaves rows of zeros
         (lo, hi),
     )
     people: dict[tuple[str, str], dict[str, Any]] = {}

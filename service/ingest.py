@@ -20,6 +20,7 @@ from eventsourcing.application import AggregateNotFoundError, Recording
 from eventsourcing.persistence import IntegrityError, Tracking
 
 from domain import clock as wall_clock
+from domain.case import Case
 from domain.clock import from_us, to_us
 from domain.complaint import Complaint, complaint_uuid
 from domain.envelope import Envelope, parse_line
@@ -30,6 +31,7 @@ from domain.rawline import RawLine, storable
 from infra.memory import Recent
 from infra.privacy import ERASED, Keyring, key_id_of, new_key, seal, seal_data, sealed_fields
 from infra.store import IndexChanges, RecoveryApplication
+from service.cases import CaseBatch
 
 ACCEPTED, DUPLICATE, REJECTED, BLANK = "accepted", "duplicate", "rejected", "blank"
 log = logging.getLogger("recovery.ingest")
@@ -70,6 +72,7 @@ class _Batch:
     def __init__(self, service: IngestService):
         self.service, self.app = service, service.app
         self.complaints: dict[str, Complaint | None] = {}
+        self.cases = CaseBatch(service.app)
         self.others: list[Any] = []
         self.index = IndexChanges()
         self.seen: set[str] = set()
@@ -87,7 +90,8 @@ class _Batch:
     def prefetch(self, envelopes: list[Envelope], window_days: int) -> None:
         """One query each for what the batch will ask: which complaints exist, earlier complaints,
         customers' keys."""
-        self.checked = {e.complaint_id for e in envelopes}
+        self.checked = {e.complaint_id for e in envelopes if e.case_id is None}
+        self.cases.prefetch(envelopes)
         self.known = self.app.index.known_complaints(sorted(self.checked))
         received = [e for e in envelopes if e.type == "complaint.received"]
         if received:
@@ -137,7 +141,7 @@ class _Batch:
         """A refused line as it is kept: sealed whole (text and original bytes) when it names a
         customer we hold a key for, "[erased]" when that customer was erased, else as it came."""
         named = env if env is not None else _named(line.text)
-        if named is None:
+        if named is None or named.case_id is not None:  # a case names no customer
             return line.text, line.original_b64
         complaint = None if named.type == "complaint.received" else self.complaint(named.complaint_id)
         if named.type != "complaint.received" and complaint is None:
@@ -388,7 +392,8 @@ class IngestService:
             env = item if isinstance(item, Envelope) else None
             again = raw.sha256 in batch.refused or (raw.sha256 in refused_before and not retries[i])
             if again or (env is not None and (env.event_id in already or env.event_id in batch.seen)):
-                batch.others.append(DuplicateDelivery(env.event_id if env else None, env.complaint_id if env else None,
+                batch.others.append(DuplicateDelivery(env.event_id if env else None,
+                                                      env.complaint_id or None if env else None,
                                                       env.type if env else None, origin))
                 outcomes.append(Outcome(DUPLICATE, raw.text, event_id=env.event_id if env else None,
                                         type=env.type if env else None))
@@ -426,18 +431,20 @@ class IngestService:
             batch.index.latest_occurred = max(accepted_at)
         if batch.unknown:
             batch.others.append(UnknownFields(_bounded(batch.unknown), origins[0] if origins else ""))
-        if self.owns is _ANY_COMPLAINT and (batch.complaints or batch.others):
+        if self.owns is _ANY_COMPLAINT and (batch.complaints or batch.cases.cases or batch.others):
             self._writer_token = batch.index.writer_token = secrets.randbits(62)
         if len(self.recorded) > 20_000:
             self.recorded.clear()  # nobody takes them: the read model reads the log instead
         self.recorded += self.app.save(*(c for c in batch.complaints.values() if c is not None and c.pending_events),
-                                       *batch.others, index=batch.index)
+                                       *batch.cases.pending(), *batch.others, index=batch.index)
         for key_id, key in batch.new_keys.items():
             self._sealing_keys[key_id] = key
         return outcomes
 
-    def _decide(self, batch: _Batch, env: Envelope) -> tuple[Complaint | None, str | None]:
-        """Raise the refusal due, in SPEC order; return the complaint and any repeat link."""
+    def _decide(self, batch: _Batch, env: Envelope) -> tuple[Complaint | Case | None, str | None]:
+        """Raise the refusal due, in SPEC order; return the complaint (or case) and any repeat link."""
+        if env.case_id is not None:
+            return batch.cases.decide(env, self.policy), None
         complaint = batch.complaint(env.complaint_id)
         if env.type == "complaint.received":
             if complaint is not None:
@@ -448,8 +455,12 @@ class IngestService:
         complaint.check(env, self.policy)
         return complaint, None
 
-    def _apply(self, batch: _Batch, env: Envelope, complaint: Complaint | None,
+    def _apply(self, batch: _Batch, env: Envelope, complaint: Complaint | Case | None,
                repeat_of: str | None, due: list[tuple[int, str]]) -> None:
+        if env.case_id is not None:
+            batch.cases.apply(env, cast("Case | None", complaint), batch.index)
+            return
+        assert not isinstance(complaint, Case)
         batch.index.inbound.append((env.event_id, env.complaint_id))
         lookup = batch.lookups.get(env.data.get("customer_id", ""))
         plain, env = env, batch.sealed(env, complaint)
@@ -500,7 +511,7 @@ class IngestService:
             text, original = f"[a line of {raw.length} bytes that could not be kept; sha256 {raw.sha256}]", None
         batch.others.append(DeadLetter(
             reason=refusal.reason, message=refusal.message, raw=text,
-            event_id=env.event_id if env else None, complaint_id=env.complaint_id if env else None,
+            event_id=env.event_id if env else None, complaint_id=env.complaint_id or None if env else None,
             type=env.type if env else None, source=source, line_sha256=raw.sha256, length=raw.length,
             original=original, again=refused_before,
         ))

@@ -22,11 +22,14 @@ from eventsourcing.persistence import StoredEvent
 
 from domain.clock import to_us
 from domain.events import (
+    CASE_SELECTED,
+    CASE_SUBMITTED,
     DEAD_LETTER,
     DEADLINE_MISSED,
     POLICY_ADOPTED,
     RECEIVED,
     RESOLVED,
+    is_case_event,
     is_complaint_event,
     spec_type,
 )
@@ -135,16 +138,24 @@ def import_rows(app: RecoveryApplication, policy: Policy, rows: list[dict[str, A
 
 
 def _index(event: Any, index: IndexChanges, complaint_ids: dict[str, str], lookup: Any) -> int | None:
-    """What ingest wrote beside this event (idempotency, deadlines, repeat candidates); returns its
+    """What ingest wrote beside this event (idempotency, deadlines, repeat candidates, cases selected
+    by round; `complaint_ids` holds case ids too, by aggregate); returns its
     occurred_at when it came from an inbound envelope (what moves the event-time watcher)."""
     kind = type(event)
     if kind is DEAD_LETTER and getattr(event, "line_sha256", None):
         index.refused.append((event.line_sha256, event.reason))
     if kind is POLICY_ADOPTED:
         index.policy_versions.append((event.number, to_us(event.effective_from)))
+    uuid = event.originator_id.hex
+    if is_case_event(event):
+        if kind is CASE_SUBMITTED:
+            complaint_ids[uuid] = event.case_id
+        if kind is CASE_SELECTED:
+            index.case_rounds.append((event.data["round"], complaint_ids[uuid]))
+        index.inbound.append((event.event_id, complaint_ids[uuid]))
+        return to_us(event.occurred_at)
     if not is_complaint_event(event):
         return None
-    uuid = event.originator_id.hex
     if kind is RECEIVED:
         complaint_ids[uuid] = event.complaint_id
         index.deadlines[event.complaint_id] = to_us(event.deadline)

@@ -69,7 +69,7 @@ def _key(line: str) -> tuple[str | None, datetime | None]:
     try:
         env = json.loads(line)
         moment = datetime.fromisoformat(env["occurred_at"])
-        return (env["complaint_id"], moment) if moment.tzinfo else (None, None)
+        return (env.get("complaint_id") or env["case_id"], moment) if moment.tzinfo else (None, None)
     except (ValueError, KeyError, TypeError):
         return None, None
 

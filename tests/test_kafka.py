@@ -52,7 +52,8 @@ def produce(bootstrap: str, topic: str, lines: list[str]) -> None:
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
     for line in lines:
         try:
-            key = json.loads(line).get("complaint_id", "").encode() or None
+            env = json.loads(line)
+            key = (env.get("complaint_id") or env.get("case_id") or "").encode() or None  # SPEC §7: cases by case_id
         except (ValueError, AttributeError):
             key = None
         producer.send(topic, key=key, value=line.encode())
@@ -136,12 +137,12 @@ def serving(url: str, env: dict[str, str], batch: int = 100, count: int = 1):
 
 
 def complaint_events(url: str) -> set[str]:
-    """The stable ids (`originator:version`) of every recorded complaint event."""
+    """The stable ids (`originator:version`) of every recorded complaint and case event."""
     platform = Platform(url)
     try:
         return {f"{n.originator_id}:{n.originator_version}"
                 for n in platform.app.recorder.select_notifications(1, 1_000_000)
-                if n.topic.split(":")[1].startswith("Complaint.")}
+                if n.topic.split(":")[1].startswith(("Complaint.", "Case."))}
     finally:
         platform.close()
 
@@ -236,7 +237,7 @@ def test_sigkill_during_batches_then_restart_equals_an_uninterrupted_run(postgre
     assert live["penalties"] == reference["penalties"]
     assert live["ingest"] == reference["ingest"]
 
-    # The outbox relay published every recorded complaint event at least once, and nothing else.
+    # The outbox relay published every recorded complaint and case event at least once, and nothing else.
     recorded = complaint_events(postgres_url)
     published = read_topic(env["RECOVERY_KAFKA_BOOTSTRAP"], env["RECOVERY_KAFKA_OUTBOUND_TOPIC"], len(recorded))
     assert {dict(m.headers)["event_id"].decode() for m in published} == recorded
@@ -451,3 +452,36 @@ def test_a_file_ingest_beside_serve_both_finish_with_the_figures_of_one_after_th
         live, reference = (_report_by(url, by) for url in (postgres_url, reference_url))
         assert _without_deadline_records(live) == _without_deadline_records(reference), by
     assert _penalties_but_deadlines(postgres_url) == _penalties_but_deadlines(reference_url)
+
+
+def test_case_events_keyed_by_case_id_give_rewards_and_a_bad_case_message_goes_to_the_dead_letter_topic(
+        postgres_url, topics, tmp_path):
+    """SPEC §7 on Kafka: case messages keyed by case_id on the inbound topic, over two partitions;
+    the rewards of the file ingest, case events published with their SPEC types, the refusal on the DLQ."""
+    from casefeed import case_env, selected, submitted
+
+    env = topics(2)
+    lines = [submitted(f"K{i}", f"2026-11-0{i}T10:00:00+08:00", author=f"h-{i}", unit="unit-A") for i in (1, 2, 3)]
+    lines += [selected(f"K{i}", f"2026-11-2{i}T10:00:00+08:00") for i in (1, 2)]
+    bad = case_env("bad-1", "selected", "K3", "2026-11-25T10:00:00+08:00", {"round": "2026-Q9"})
+    lines.append(bad)
+    producer = KafkaProducer(bootstrap_servers=env["RECOVERY_KAFKA_BOOTSTRAP"], acks="all")
+    for line in lines:
+        producer.send(env["RECOVERY_KAFKA_TOPIC"], key=json.loads(line)["case_id"].encode(), value=line.encode())
+    producer.flush()
+    producer.close()
+    with serving(postgres_url, env, batch=5) as (proc,):
+        wait_for(lambda: ingested(postgres_url) == len(lines), procs=(proc,))
+        wait_for(lambda: value(scrape(proc), "recovery_outbox_lag_events") == 0, 30, (proc,))
+    live, reference = report(postgres_url), file_reference(tmp_path, lines)
+    assert live["rewards"] == reference["rewards"] and live["cases"] == reference["cases"]
+    assert {(r["who"], r["amount"]) for r in live["rewards"]} == {("h-1", "100.00"), ("h-2", "100.00"),
+                                                                  ("unit-A", "500.00")}
+    assert live["ingest"]["rejected_by_reason"] == {"invalid_event": 1}
+
+    (dead,) = read_topic(env["RECOVERY_KAFKA_BOOTSTRAP"], env["RECOVERY_KAFKA_DLQ_TOPIC"], 1)
+    assert dead.value.decode() == bad and dict(dead.headers)["reason"] == b"invalid_event"
+    published = read_topic(env["RECOVERY_KAFKA_BOOTSTRAP"], env["RECOVERY_KAFKA_OUTBOUND_TOPIC"], 5)
+    bodies = [json.loads(m.value) for m in published]
+    assert sorted(b["type"] for b in bodies) == ["case.selected"] * 2 + ["case.submitted"] * 3
+    assert all(m.key.decode() == b["case_id"] and "complaint_id" not in b for m, b in zip(published, bodies))

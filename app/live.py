@@ -234,7 +234,7 @@ def _start(run: Run, kafka_port: int, metrics_port: int, prom_port: int, prometh
     speed = os.environ.get("RECOVERY_LIVE_SPEED") or "60"
     start.spawn("feeder", [sys.executable, "-m", "app.cli", "demo", "--live", "--rate", rate, "--speed", speed])
     graph = f"{prom}/graph?" + urllib.parse.urlencode({"g0.expr": GRAPH, "g0.tab": "0", "g0.range_input": "15m"})
-    run.state["database_url"] = url
+    run.state.update(database_url=url, kafka=bootstrap, metrics=metrics, prometheus=prom)
     run.state["where"] = [
         f"PostgreSQL  {url} ({db_where})",
         f"Kafka       {bootstrap} (tansu, in memory), topic {settings.topic} in {PARTITIONS} partitions, "

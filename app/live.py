@@ -140,7 +140,7 @@ def _database(run: Run) -> tuple[str, str]:
     name = os.environ.get("RECOVERY_LIVE_DATABASE") or "recovery_live"
     server = os.environ.get("RECOVERY_DATABASE_URL") or "postgresql://postgres@127.0.0.1:5432/postgres"
     if not server.startswith(("postgresql:", "postgres:")):
-        raise CannotStart(f"recovery up runs on PostgreSQL: RECOVERY_DATABASE_URL is {server.split(':')[0]}; "
+        raise CannotStart(f"the live stack runs on PostgreSQL: RECOVERY_DATABASE_URL is {server.split(':')[0]}; "
                           "unset it or point it at a PostgreSQL server")
     if answers(server):
         return _fresh_database(server, name), f"the server that answered; database {name}, made afresh"

@@ -27,7 +27,8 @@ class LocalServer:
     """`folder/data` holds the cluster, `folder/postgres.log` its log; kept between starts."""
 
     def __init__(self, folder: Path, port: int):
-        self.folder, self.port = folder, port
+        self.folder, self.port = folder.resolve(), port
+        folder = self.folder
         self.data, self.log = folder / "data", folder / "postgres.log"
         self.bindir = postgres_bindir()
         self.prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
@@ -36,7 +37,11 @@ class LocalServer:
     def _run(self, *args: str) -> None:
         done = subprocess.run([*self.prefix, *args], capture_output=True, text=True)
         if done.returncode:
-            last = (done.stderr.strip() or done.stdout.strip() or f"exit code {done.returncode}").splitlines()[-1]
+            said = done.stderr.strip() or done.stdout.strip() or f"exit code {done.returncode}"
+            if self.log.exists():  # pg_ctl says "Examine the log output": the server's reason
+                said += "\n" + "\n".join(line for line in self.log.read_text(errors="replace").splitlines()
+                                         if "FATAL" in line)
+            last = said.splitlines()[-1]
             raise CannotStart(f"{Path(args[0]).name} failed: {last} (log: {self.log})")
 
     def start(self) -> int:

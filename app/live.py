@@ -190,8 +190,7 @@ def up() -> int:
             print("already up:\n" + "\n".join(run.state["where"]))
             return 0
         raise CannotStart(f"partly up ({', '.join(run.running())} running): run make down first")
-    run.state = {"processes": {}, "where": []}
-    run.save()
+    _stop(run)  # none of them runs: forgets the records of an earlier run
     kafka_port = _port("Kafka", "RECOVERY_LIVE_KAFKA_PORT", 9092)
     metrics_port = _port("serve's metrics", "RECOVERY_METRICS_PORT", 9477)
     prom_port = _port("Prometheus", "RECOVERY_LIVE_PROMETHEUS_PORT", 9090)

@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: install demo lint test test-unit bench clean
+.PHONY: install demo up down lint test test-unit bench clean
 
 install: $(VENV)/.installed
 
@@ -15,6 +15,15 @@ $(VENV)/.installed: pyproject.toml
 
 demo: install
 	$(BIN)/recovery demo
+
+# The platform live on this machine, in the background: PostgreSQL, a Kafka-protocol broker, serve
+# with its relay, Prometheus and a feeder playing the demo quarter from now (README: Watch it live).
+# Logs and pid files in .run/; `down` stops exactly the processes `up` recorded there.
+up: install
+	$(BIN)/recovery up
+
+down:
+	@if [ -x $(BIN)/recovery ]; then $(BIN)/recovery down; else echo "nothing to stop: no $(VENV)"; fi
 
 # Lint and type checks (configured in pyproject.toml); each fails the target.
 lint: install

@@ -1,5 +1,5 @@
 """`recovery` command line: ingest, report, history, audit verify, export, import, erase, rebuild, serve, relay,
-metrics, dlq replay, demo."""
+metrics, dlq replay, demo (and demo --live), up, down."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from app.binaries import CannotStart
 from app.logs import configure as configure_logging
 from domain.policy import PolicyError
 from infra.files import PathUnusable, open_private
@@ -332,7 +333,25 @@ def cmd_policy_show(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from app.demo import run_demo
 
+    if args.live:
+        from app.feeder import feed
+        from consumers.settings import KafkaSettings
+
+        return feed(KafkaSettings.from_env(), speed=args.speed, rate=args.rate, seed=args.seed,
+                    complaints=args.complaints)
     return run_demo(Path(args.dir), seed=args.seed, complaints=args.complaints)
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from app.live import up
+
+    return up()
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    from app.live import down
+
+    return down()
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -485,7 +504,17 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--dir", default="demo-data")
     demo.add_argument("--seed", type=int, default=2026)
     demo.add_argument("--complaints", type=int, default=6000)
+    demo.add_argument("--live", action="store_true", help="play the generated quarter to the inbound topic "
+                      "from now on, stamped with the time each envelope is sent, until SIGTERM/SIGINT")
+    demo.add_argument("--rate", type=float, default=20.0, help="with --live: events per second at most")
+    demo.add_argument("--speed", type=float, default=60.0, help="with --live: generated time per real time")
     demo.set_defaults(func=cmd_demo)
+
+    up_ = sub.add_parser("up", help="start PostgreSQL, a Kafka-protocol broker, serve, Prometheus and a live "
+                         "feeder on this machine, in the background (.run/: logs, pid files)")
+    up_.set_defaults(func=cmd_up)
+    down_ = sub.add_parser("down", help="stop what `recovery up` started (by the pids recorded under .run/)")
+    down_.set_defaults(func=cmd_down)
     return parser
 
 
@@ -494,7 +523,7 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging()
     try:
         return args.func(args)
-    except (PolicyError, ValueError, PathUnusable, StoreUnavailable) as e:
+    except (PolicyError, ValueError, PathUnusable, StoreUnavailable, CannotStart) as e:
         if args.debug:
             raise
         prefix = "invalid policy: " if isinstance(e, PolicyError) else ""

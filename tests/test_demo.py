@@ -49,14 +49,14 @@ def test_the_live_feed_plays_each_complaint_in_order_stamped_no_later_than_it_is
     of sending (never ahead of the clock), broken lines still broken, resent lines identical."""
     from datetime import UTC, datetime, timedelta
 
-    from app.feeder import stamped, timeline
+    from app.feeder import UPLOADED_LATE_BY, stamped, timeline, uploaded_late
 
     lines = generate(seed=5, complaints=300)
     arrivals = list(timeline(lines))
     assert arrivals[0].due == 0 and all(a.due <= b.due for a, b in zip(arrivals, arrivals[1:]))
     received = {a.envelope["complaint_id"] for a in arrivals if a.envelope and a.envelope.get("type") ==
                 "complaint.received"}
-    played = {a.envelope.get("complaint_id") for a in arrivals if a.envelope}
+    played = {a.envelope.get("complaint_id") for a in arrivals if a.envelope and "case_id" not in a.envelope}
     assert played - received <= {c for c in played if c.startswith("C-UNKNOWN-")}  # no orphaned complaint
     start = datetime(2026, 12, 1, 9, tzinfo=UTC)
     sent = [stamped(a, "Lt", start + timedelta(seconds=i)) for i, a in enumerate(arrivals)]
@@ -66,13 +66,15 @@ def test_the_live_feed_plays_each_complaint_in_order_stamped_no_later_than_it_is
         except ValueError:
             assert key is None
             continue
-        assert key == envelope["complaint_id"].encode() and envelope["complaint_id"].startswith("Lt-")
-        assert envelope["event_id"].startswith("Lt-")
+        stream = envelope.get("complaint_id") or envelope["case_id"]
+        assert key == stream.encode() and stream.startswith("Lt-") and envelope["event_id"].startswith("Lt-")
         moment = datetime.fromisoformat(envelope["occurred_at"])
-        if moment.tzinfo:
-            assert moment == start + timedelta(seconds=i)
+        late = envelope["type"] == "complaint.received" and uploaded_late(stream.removeprefix("Lt-"))
+        if moment.tzinfo:  # a late upload was received two days before it is sent (SPEC 2.1)
+            assert moment == start + timedelta(seconds=i) - (UPLOADED_LATE_BY if late else timedelta(0))
         else:  # the generator's envelope without an offset stays without one
             assert len(envelope["occurred_at"]) == 19
     from app.feeder import Arrival
 
     assert stamped(Arrival(0.0, "{this is not json", None), "Lt", start) == (None, b"{this is not json")
+    assert 0 < sum(late for late in map(uploaded_late, received)) < len(received) / 10

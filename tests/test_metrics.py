@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
+from casefeed import selected, submitted
 from feed import Feed
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
@@ -38,7 +39,13 @@ def history() -> list[str]:
     october.public_opinion("O2", "2026-10-24T09:00:00+08:00", "outbreak")
     october.resolved("O2", "2026-10-25T09:00:00+08:00")
     renamed = [json.dumps({**json.loads(line), "event_id": f"oct-{i}"}) for i, line in enumerate(october.lines)]
-    return renamed + november_history().lines
+    # November's typical cases: two handlers of huaian-cs submit one each (quota 2: short by one
+    # each), a department head one; both handlers' cases are selected: 2 x 100, and huaian-cs's award.
+    cases = [submitted("K1", "2026-11-03T09:00:00+08:00", author="h-1"),
+             submitted("K2", "2026-11-04T09:00:00+08:00", author="h-2"),
+             submitted("K3", "2026-11-05T09:00:00+08:00", author="dh-1", kind="department"),
+             selected("K1", "2026-11-20T09:00:00+08:00"), selected("K2", "2026-11-20T10:00:00+08:00")]
+    return renamed + november_history().lines + cases
 
 
 @pytest.fixture

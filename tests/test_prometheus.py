@@ -49,6 +49,14 @@ EXPECTED = {
     ("Lags", "A"): {(): 0},
     ("Lags", "B"): {("0", "lag-topic"): 3, ("1", "lag-topic"): 0},  # (partition, topic)
     ("Lags", "C"): {(): 0},
+    ("Public opinion in outbreak or surge now", "A"): {(): 1},  # O2, still in outbreak
+    ("Public-opinion conversion rate", "A"): {("all",): 0, ("huaian",): 0, ("xuzhou",): 0},
+    ("Retention by resolution: ours against the survey", "B"):
+        {("resolved",): 0.54, ("resolved_quickly",): 0.82, ("unresolved",): 0.19},
+    ("Rewards of the month (CNY)", "A"): {("case_selected",): 200, ("organisation_award",): 500},
+    ("Typical cases submitted against quota", "A"): {("dedicated_handler",): 2, ("department",): 1},
+    ("Typical cases submitted against quota", "B"): {("dedicated_handler",): 4, ("department",): 1},
+    ("Typical cases submitted against quota", "C"): {("dedicated_handler",): 2, ("department",): 0},
 }
 # Alerts the data fires (timely rate under 95%: overall and huaian, not xuzhou) and the ones it does not.
 ALERTS = {
@@ -144,7 +152,7 @@ def prom(exporters):
 
 def dashboard_targets() -> list[tuple[str, str, str]]:
     dashboard = json.loads(DASHBOARD.read_text())
-    return [(p["title"], t["refId"], t["expr"]) for p in dashboard["panels"] for t in p["targets"]]
+    return [(p["title"], t["refId"], t["expr"]) for p in dashboard["panels"] for t in p.get("targets", [])]
 
 
 def test_every_dashboard_query_returns_the_expected_series(prom):
@@ -202,8 +210,8 @@ def test_grafana_provisioning_loads_the_dashboard_with_the_provisioned_datasourc
     chooser = variables["datasource"]
     assert chooser["type"] == "datasource" and chooser["query"] == "prometheus" == source["type"]
     assert chooser["current"]["value"] == source["uid"]
-    refs = [p["datasource"] for p in dashboard["panels"]] + [
-        t["datasource"] for p in dashboard["panels"] for t in p["targets"]] + [
+    panels = [p for p in dashboard["panels"] if p["type"] != "row"]  # a row only groups the panels below it
+    refs = [p["datasource"] for p in panels] + [t["datasource"] for p in panels for t in p["targets"]] + [
         v["datasource"] for v in variables.values() if "datasource" in v]
     assert {(r["type"], r["uid"]) for r in refs} == {("prometheus", "${datasource}")}
     (input_,) = dashboard["__inputs"]

@@ -34,7 +34,9 @@ UNIT_FILES = {
     "test_demo.py",
     "test_envelope.py",
     "test_envelope_limits.py",
+    "test_layers.py",
     "test_policy.py",
+    "test_settings.py",
     "test_timelimits.py",
 }
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from app.binaries import CannotStart
 from app.logs import configure as configure_logging
+from app.settings import Settings
 from domain.policy import PolicyError
 from infra.files import PathUnusable, open_private
 from infra.reach import StoreUnavailable
@@ -41,7 +42,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     if not path.is_file():
         print(f"recovery ingest: no such file: {path}", file=sys.stderr)
         return 2
-    platform = Platform()
+    platform = Platform(settings=args.settings)
     summary: Counter[str] = Counter()
     reasons: Counter[str] = Counter()
     unknown: Counter[str] = Counter()
@@ -130,7 +131,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from projections.asof import view_as_of
     from projections.report import build_report
 
-    with Platform() as platform:
+    with Platform(settings=args.settings) as platform:
         if args.as_of is None:
             platform.catch_up()
             report = build_report(platform.app.dialect, platform.app.datastore, platform.policy,
@@ -150,7 +151,7 @@ def cmd_history(args: argparse.Namespace) -> int:
     from projections.cases import case_history
     from projections.history import UnknownComplaint, complaint_history
 
-    with Platform() as platform:
+    with Platform(settings=args.settings) as platform:
         platform.catch_up()  # later complaints repeating this one are found through the read model
         moment = None if args.as_of is None else _zoned(args.as_of, platform.policy)
         try:
@@ -168,7 +169,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     from app.platform import Platform
     from infra.chain import verify
 
-    with Platform() as platform:
+    with Platform(settings=args.settings) as platform:
         verdict = verify(platform.app, expect_head=args.expect_head)
     if args.format == "json":
         print(json.dumps({"events": verdict.events, "blocks": verdict.blocks, "head": verdict.head,
@@ -187,7 +188,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from app.platform import Platform
     from service.transfer import export_rows, write_export
 
-    with Platform() as platform:
+    with Platform(settings=args.settings) as platform:
         rows = export_rows(platform.app, platform.policy, args.start, args.end)
         if args.output:
             with open_private(args.output, "w", newline="") as out:
@@ -207,7 +208,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         print(f"recovery import: no such file: {path}", file=sys.stderr)
         return 2
     fmt = args.format or ("csv" if path.suffix.lower() == ".csv" else "jsonl")
-    with Platform() as platform:
+    with Platform(settings=args.settings) as platform:
         with path.open(encoding="utf-8", newline="") as source:
             rows = read_export(source, fmt)
         count = import_rows(platform.app, platform.policy, rows)
@@ -220,7 +221,7 @@ def cmd_erase(args: argparse.Namespace) -> int:
     from app.platform import Platform
     from service.erase import erase_customer
 
-    with Platform() as platform:
+    with Platform(settings=args.settings) as platform:
         done = erase_customer(platform.app, args.customer_id, platform.dead_letter_path())
     if not done.keys:
         print("nothing to erase: no key is held for this customer (erased before, or never seen)")
@@ -233,11 +234,11 @@ def cmd_erase(args: argparse.Namespace) -> int:
 
 
 def cmd_rebuild(args: argparse.Namespace) -> int:
-    from app.platform import Platform, lock_timeout_seconds
+    from app.platform import Platform
     from infra.locks import LockBusy
 
-    lock_timeout = lock_timeout_seconds()
-    with Platform() as platform:
+    lock_timeout = args.settings.lock_timeout_seconds
+    with Platform(settings=args.settings) as platform:
         total = platform.app.recorder.max_notification_id() or 0
         with _progress(total, f"rebuild {args.projection}", bytes_=False) as bar:
             if args.check:
@@ -280,7 +281,7 @@ def cmd_policy_adopt(args: argparse.Namespace) -> int:
 
     load_policy(args.file)
     content = Path(args.file).read_text(encoding="utf-8")
-    with Platform() as platform:
+    with Platform(settings=args.settings) as platform:
         platform.record_first_policy()
         try:
             version = platform.book.adopt(content, args.effective_from, args.by)
@@ -295,7 +296,7 @@ def cmd_policy_adopt(args: argparse.Namespace) -> int:
 def cmd_policy_list(args: argparse.Namespace) -> int:
     from app.platform import Platform
 
-    with Platform() as platform:
+    with Platform(settings=args.settings) as platform:
         versions = platform.book.versions()
     rows: list[dict[str, Any]] = [
         {"version": v.number, "effective_from": v.effective_from.isoformat(), "adopted_by": v.adopted_by,
@@ -315,7 +316,7 @@ def cmd_policy_show(args: argparse.Namespace) -> int:
     from domain import clock
     from domain.policy import policy_text
 
-    with Platform() as platform:
+    with Platform(settings=args.settings) as platform:
         moment = _zoned(args.at, platform.policy) if args.at else clock.now()
         every = platform.book.versions()
         in_force = [v for v in every if v.effective_from <= moment] or every[:1]
@@ -335,9 +336,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     if args.live:
         from app.feeder import feed
-        from consumers.settings import KafkaSettings
 
-        return feed(KafkaSettings.from_env(), speed=args.speed, rate=args.rate, seed=args.seed,
+        return feed(args.settings.kafka(), speed=args.speed, rate=args.rate, seed=args.seed,
                     complaints=args.complaints)
     return run_demo(Path(args.dir), seed=args.seed, complaints=args.complaints)
 
@@ -345,25 +345,25 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_up(args: argparse.Namespace) -> int:
     from app.live import up
 
-    return up()
+    return up(args.settings)
 
 
 def cmd_down(args: argparse.Namespace) -> int:
     from app.live import down
 
-    return down()
+    return down(args.settings)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from app.serve import serve
 
-    return serve()
+    return serve(args.settings)
 
 
 def cmd_relay(args: argparse.Namespace) -> int:
     from app.relay import relay
 
-    return relay(parent=args.parent)
+    return relay(args.settings, parent=args.parent)
 
 
 def cmd_metrics(args: argparse.Namespace) -> int:
@@ -374,7 +374,7 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     from app.http import MetricsServer
     from app.platform import Platform
 
-    platform = Platform()
+    platform = Platform(settings=args.settings)
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     signal.signal(signal.SIGINT, lambda *_: stopping.set())
@@ -397,9 +397,8 @@ def cmd_metrics(args: argparse.Namespace) -> int:
 
 def cmd_dlq_replay(args: argparse.Namespace) -> int:
     from consumers.dlq import replay_dead_letters
-    from consumers.settings import KafkaSettings
 
-    settings = KafkaSettings.from_env()
+    settings = args.settings.kafka()
     sent = replay_dead_letters(settings)
     print(f"replayed {sent} dead letters from {settings.dlq_topic} to {settings.topic}")
     return 0
@@ -522,6 +521,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging()
     try:
+        args.settings = Settings.from_env()  # the one reading of RECOVERY_*, passed down from here
         return args.func(args)
     except (PolicyError, ValueError, PathUnusable, StoreUnavailable, CannotStart) as e:
         if args.debug:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as Timeout
@@ -21,14 +20,6 @@ from projections.metrics import KpiCollector, projection_lag
 log = logging.getLogger("recovery.http")
 
 
-def _float(name: str, default: float) -> float:
-    value = os.environ.get(name)
-    try:
-        return float(value) if value else default
-    except ValueError:
-        raise ValueError(f"{name} must be a number, got {value!r}") from None
-
-
 class MetricsServer:
     """Serves in daemon threads; `stop()` closes the socket. Port 0 picks a free one (`.port`)."""
 
@@ -38,11 +29,12 @@ class MetricsServer:
         self.platform = platform
         self.registry = registry or CollectorRegistry()
         self.registry.register(KpiCollector(platform.app, platform.view, platform.policy))
+        settings = platform.settings
         self.max_lag_seconds = (max_lag_seconds if max_lag_seconds is not None
-                                else _float("RECOVERY_READY_MAX_LAG_SECONDS", 60.0))
+                                else settings.ready_max_lag_seconds)
         self.ready_timeout = (ready_timeout_seconds if ready_timeout_seconds is not None
-                              else _float("RECOVERY_READY_TIMEOUT_SECONDS", 2.0))
-        self.scrape_timeout = _float("RECOVERY_SCRAPE_TIMEOUT_SECONDS", 10.0)
+                              else settings.ready_timeout_seconds)
+        self.scrape_timeout = settings.scrape_timeout_seconds
         # The store's client retries a lost database for minutes; a probe must answer in seconds,
         # and scrapes of a slow database must not pile up threads and connections.
         self.probes = ThreadPoolExecutor(max_workers=2, thread_name_prefix="readyz")

@@ -30,8 +30,8 @@ import psycopg
 from app import binaries
 from app.binaries import CannotStart
 from app.localdb import LocalServer, answers
+from app.settings import Settings
 from consumers.settings import KafkaSettings
-from infra.config import env_int
 
 ROOT = Path(__file__).resolve().parents[1]
 RULES = ROOT / "infra/prometheus/rules.yml"
@@ -51,8 +51,8 @@ def scrape_config(targets: list[str], rule_files: list[str], interval: str) -> d
 class Run:
     """The run folder and what is recorded in it."""
 
-    def __init__(self) -> None:
-        self.dir = Path(os.environ.get("RECOVERY_RUN_DIR") or ".run")
+    def __init__(self, folder: Path) -> None:
+        self.dir = folder
         self.state_file = self.dir / "live.json"
         self.state: dict[str, Any] = {"processes": {}, "where": []}
         if self.state_file.exists():
@@ -87,8 +87,7 @@ def alive(process: dict[str, Any]) -> bool:
     return process["started"] is not None and started_at(process["pid"]) == process["started"]
 
 
-def _port(name: str, setting: str, default: int) -> int:
-    port = env_int(setting, default, minimum=0)
+def _port(name: str, setting: str, port: int) -> int:
     with socket.socket() as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -135,16 +134,18 @@ def _fresh_database(server: str, name: str) -> str:
     return urllib.parse.urlunparse(urllib.parse.urlparse(server)._replace(path=f"/{name}"))
 
 
-def _database(run: Run) -> tuple[str, str]:
+def _database(run: Run, settings: Settings) -> tuple[str, str]:
     """The database URL, and where it lives."""
-    name = os.environ.get("RECOVERY_LIVE_DATABASE") or "recovery_live"
-    server = os.environ.get("RECOVERY_DATABASE_URL") or "postgresql://postgres@127.0.0.1:5432/postgres"
+    name = settings.live_database
+    named = "database_url" in settings.model_fields_set  # else the embedded default: not for a live stack
+    server = settings.database_url if named else "postgresql://postgres@127.0.0.1:5432/postgres"
     if not server.startswith(("postgresql:", "postgres:")):
         raise CannotStart(f"the live stack runs on PostgreSQL: RECOVERY_DATABASE_URL is {server.split(':')[0]}; "
                           "unset it or point it at a PostgreSQL server")
     if answers(server):
         return _fresh_database(server, name), f"the server that answered; database {name}, made afresh"
-    local = LocalServer(run.dir / "postgres", _port("PostgreSQL", "RECOVERY_LIVE_POSTGRES_PORT", 5433))
+    local = LocalServer(run.dir / "postgres", _port("PostgreSQL", "RECOVERY_LIVE_POSTGRES_PORT",
+                                                    settings.live_postgres_port))
     run.record("postgres", local.start())
     return _fresh_database(local.url, name), f"a server of ours, log {local.log}"
 
@@ -182,65 +183,68 @@ def _create_topics(bootstrap: str, settings: KafkaSettings) -> None:
             time.sleep(0.5)
 
 
-def up() -> int:
+def up(settings: Settings) -> int:
     logging.getLogger("kafka").setLevel(logging.WARNING)  # the admin client's connection lines
-    run = Run()
+    run = Run(settings.run_dir)
     if run.running():
         if set(run.running()) == set(run.state["processes"]) and run.state["where"]:
             print("already up:\n" + "\n".join(run.state["where"]))
             return 0
         raise CannotStart(f"partly up ({', '.join(run.running())} running): run make down first")
     _stop(run)  # none of them runs: forgets the records of an earlier run
-    kafka_port = _port("Kafka", "RECOVERY_LIVE_KAFKA_PORT", 9092)
-    metrics_port = _port("serve's metrics", "RECOVERY_METRICS_PORT", 9477)
-    prom_port = _port("Prometheus", "RECOVERY_LIVE_PROMETHEUS_PORT", 9090)
+    kafka_port = _port("Kafka", "RECOVERY_LIVE_KAFKA_PORT", settings.live_kafka_port)
+    if settings.metrics_port is None:
+        raise CannotStart("the live stack needs serve's metrics: RECOVERY_METRICS_PORT is off")
+    metrics_port = _port("serve's metrics", "RECOVERY_METRICS_PORT", settings.metrics_port)
+    prom_port = _port("Prometheus", "RECOVERY_LIVE_PROMETHEUS_PORT", settings.live_prometheus_port)
     prometheus, _ = binaries.prometheus(announce=True)
     tansu = binaries.tansu()
     try:
-        return _start(run, kafka_port, metrics_port, prom_port, prometheus, str(tansu))
+        return _start(run, settings, kafka_port, metrics_port, prom_port, prometheus, str(tansu))
     except BaseException:
         _stop(run)
         raise
 
 
-def _start(run: Run, kafka_port: int, metrics_port: int, prom_port: int, prometheus: str, tansu: str) -> int:
-    url, db_where = _database(run)
+def _start(run: Run, settings: Settings, kafka_port: int, metrics_port: int, prom_port: int, prometheus: str,
+           tansu: str) -> int:
+    url, db_where = _database(run, settings)
     bootstrap = f"127.0.0.1:{kafka_port}"
     env = {**os.environ, "RECOVERY_DATABASE_URL": url, "RECOVERY_KAFKA_BOOTSTRAP": bootstrap,
            "RECOVERY_METRICS_HOST": "127.0.0.1", "RECOVERY_METRICS_PORT": str(metrics_port),
            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     start = _Starter(run, env)
-    settings = KafkaSettings.from_env()
+    kafka = settings.kafka()
     listener = f"tcp://{bootstrap}"
     proc = start.spawn("kafka", [tansu, "broker", "--listener-url", listener, "--advertised-listener-url", listener,
                                  "--storage-engine", "memory://tansu/", "--cluster-id", "recovery-live"])
     _wait("the Kafka broker (tansu)", lambda: _connects(kafka_port), proc, run.log("kafka"), 30)
-    _create_topics(bootstrap, settings)
+    _create_topics(bootstrap, kafka)
     metrics = f"http://127.0.0.1:{metrics_port}"
     proc = start.spawn("serve", [sys.executable, "-m", "app.cli", "serve"])
     _wait("recovery serve", lambda: _http_ok(f"{metrics}/healthz"), proc, run.log("serve"))
     folder = run.dir / "prometheus"
     folder.mkdir(exist_ok=True)
-    interval = os.environ.get("RECOVERY_LIVE_SCRAPE_INTERVAL") or "5s"
-    config = scrape_config([f"127.0.0.1:{metrics_port}"], [str(RULES)], interval)
+    config = scrape_config([f"127.0.0.1:{metrics_port}"], [str(RULES)], settings.live_scrape_interval)
     (folder / "prometheus.yml").write_text(json.dumps(config, indent=2))
     prom = f"http://127.0.0.1:{prom_port}"
     proc = start.spawn("prometheus", [prometheus, f"--config.file={folder / 'prometheus.yml'}",
                                       f"--storage.tsdb.path={folder / 'data'}",
                                       f"--web.listen-address=127.0.0.1:{prom_port}"])
     _wait("Prometheus", lambda: _http_ok(f"{prom}/-/ready"), proc, run.log("prometheus"))
-    rate = os.environ.get("RECOVERY_LIVE_RATE") or "20"
-    speed = os.environ.get("RECOVERY_LIVE_SPEED") or "60"
-    start.spawn("feeder", [sys.executable, "-m", "app.cli", "demo", "--live", "--rate", rate, "--speed", speed])
+    start.spawn("feeder", [sys.executable, "-m", "app.cli", "demo", "--live", "--rate", str(settings.live_rate),
+                           "--speed", str(settings.live_speed)])
     graph = f"{prom}/graph?" + urllib.parse.urlencode({"g0.expr": GRAPH, "g0.tab": "0", "g0.range_input": "15m"})
     run.state.update(database_url=url, kafka=bootstrap, metrics=metrics, prometheus=prom)
     run.state["where"] = [
         f"PostgreSQL  {url} ({db_where})",
-        f"Kafka       {bootstrap} (tansu, in memory), topic {settings.topic} in {PARTITIONS} partitions, "
+        f"Kafka       {bootstrap} (tansu, in memory), topic {kafka.topic} in {PARTITIONS} partitions, "
         f"log {run.log('kafka')}",
         f"serve       {metrics}/metrics (and /readyz), relay beside it, log {run.log('serve')}",
-        f"Prometheus  {prom} (rules {RULES.relative_to(ROOT)}, every {interval}), log {run.log('prometheus')}",
-        f"feeder      demo quarter from now at {speed}x real time, {rate} events/s at most, log {run.log('feeder')}",
+        f"Prometheus  {prom} (rules {RULES.relative_to(ROOT)}, every {settings.live_scrape_interval}), "
+        f"log {run.log('prometheus')}",
+        f"feeder      demo quarter from now at {settings.live_speed:g}x real time, {settings.live_rate:g} events/s "
+        f"at most, log {run.log('feeder')}",
         f"watch       {graph}",
         f"report      RECOVERY_DATABASE_URL={url} .venv/bin/recovery report",
         "stop        make down",
@@ -272,8 +276,8 @@ def _stop(run: Run, seconds: float = 30) -> list[str]:
     return done
 
 
-def down() -> int:
-    run = Run()
+def down(settings: Settings) -> int:
+    run = Run(settings.run_dir)
     if not run.running():
         if run.state_file.exists():
             _stop(run)  # forgets stale records

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sqlite3
 import sys
 import time
@@ -19,12 +18,12 @@ import psycopg
 from eventsourcing.application import Recording
 from eventsourcing.persistence import PersistenceError
 
+from app.settings import Settings
 from domain import clock
 from domain.policy import Policy, load_policy, policy_text
-from infra.config import cached_complaints
 from infra.memory import collect_all, collect_rarely
 from infra.reach import check_reachable, sqlite_unusable
-from infra.store import RecoveryApplication, database_url, sqlite_path
+from infra.store import RecoveryApplication, sqlite_path
 from projections.beside import Difference, check, rebuild_beside
 from projections.kpi import KpiViewMixin
 from projections.runner import catch_up, open_view
@@ -41,33 +40,22 @@ HOT_TABLES = ("recovery_open_deadlines", "recovery_watcher", "notification_track
 # ten times slower. Analyzed by analyze_stale_tables() when autovacuum has not.
 ANALYZED_TABLES = ("recovery_keys", "recovery_customer_issues", "kpi_penalties")
 HOUSEKEEPING_EVERY_SECONDS = 60.0
-LOCK_TIMEOUT_SECONDS = 10.0  # the default of RECOVERY_LOCK_TIMEOUT_SECONDS
 log = logging.getLogger("recovery.platform")
-
-
-def lock_timeout_seconds() -> float:
-    """RECOVERY_LOCK_TIMEOUT_SECONDS: how long `rebuild` waits for the read model's locks."""
-    value = os.environ.get("RECOVERY_LOCK_TIMEOUT_SECONDS") or str(LOCK_TIMEOUT_SECONDS)
-    try:
-        seconds = float(value)
-    except ValueError:
-        seconds = 0.0
-    if not seconds > 0:
-        raise ValueError(f"RECOVERY_LOCK_TIMEOUT_SECONDS must be a number of seconds above 0, got {value!r}")
-    return seconds
 
 
 class Platform:
     def __init__(self, url: str | None = None, policy: Policy | None = None, watcher: str = "event",
-                 read_only: bool | None = None):
-        self.url = url or database_url()
+                 read_only: bool | None = None, settings: Settings | None = None):
+        # The entrypoints pass the settings they read; a Platform opened without (tests, benchmarks)
+        # reads them here, still at the app's floor.
+        self.settings = settings = settings or Settings.from_env()
+        self.url = url or settings.database_url
         # RECOVERY_READ_ONLY=1: for auditors' read-only logins. Nothing is created or caught up:
         # reports read the read model as it is, history and --as-of read the log.
-        self.read_only = (os.environ.get("RECOVERY_READ_ONLY", "").lower() in ("1", "yes", "true")
-                          if read_only is None else read_only)
-        configured = policy or load_policy(os.environ.get("RECOVERY_POLICY_FILE") or None)
+        self.read_only = settings.read_only if read_only is None else read_only
+        configured = policy or load_policy(settings.policy_file)
         collect_rarely()  # every command's process opens one Platform, and keeps complaints cached
-        cached = cached_complaints()
+        cached = settings.cached_complaints
         check_reachable(self.url, read_only=self.read_only)  # StoreUnavailable, PathUnusable
         for attempt in range(1, 6):
             try:
@@ -100,7 +88,7 @@ class Platform:
     def _warn_if_the_file_differs(self, configured: Policy) -> None:
         """RECOVERY_POLICY_FILE only seeds a store's first version: once it has versions, a file that
         says otherwise is ignored, and every command says so."""
-        file = os.environ.get("RECOVERY_POLICY_FILE")
+        file = self.settings.policy_file
         in_force = self.policy.at(clock.now())
         if file and policy_text(configured) != policy_text(in_force):
             number = next((v.number for v in reversed(self.book.versions()) if v.effective_from <= clock.now()), 1)
@@ -137,9 +125,9 @@ class Platform:
 
     def dead_letter_path(self) -> Path:
         """Beside the SQLite file; in the working directory for PostgreSQL."""
-        configured = os.environ.get("RECOVERY_DEAD_LETTER_FILE")
+        configured = self.settings.dead_letter_file
         if configured:
-            return Path(configured)
+            return configured
         db = sqlite_path(self.url)
         if db is not None:
             return db.with_name(db.stem + ".dead-letters.jsonl")

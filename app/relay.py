@@ -18,22 +18,19 @@ from typing import TYPE_CHECKING, Any
 from kafka import KafkaProducer
 
 from app.platform import Platform
+from app.settings import Settings
 from consumers.outbox import OutboxRelay
-from consumers.settings import KafkaSettings
 
 if TYPE_CHECKING:
     import psycopg
 
 log = logging.getLogger("recovery.relay")
-MODES = ("process", "inline", "off")
 
 
 def relay_mode(platform: Platform) -> str:
     """RECOVERY_RELAY: where `serve` relays the outbox. Default: a process of its own on PostgreSQL;
     inline (serve's own thread) on SQLite, which has one writer at a time."""
-    mode = os.environ.get("RECOVERY_RELAY") or ("process" if platform.app.dialect.postgres else "inline")
-    if mode not in MODES:
-        raise ValueError(f"RECOVERY_RELAY must be one of {', '.join(MODES)}, got {mode!r}")
+    mode = platform.settings.relay or ("process" if platform.app.dialect.postgres else "inline")
     if mode == "process" and not platform.app.dialect.postgres:
         raise ValueError("RECOVERY_RELAY=process needs PostgreSQL (SQLite has one writer at a time)")
     return mode
@@ -83,10 +80,11 @@ class RelayLeadership:
             self.conn.close()
 
 
-def relay(settings: KafkaSettings | None = None, parent: int | None = None, idle_seconds: float = 0.05) -> int:
+def relay(app_settings: Settings | None = None, parent: int | None = None, idle_seconds: float = 0.05) -> int:
     """Publish what the log records, until SIGTERM/SIGINT or, with `parent`, until that process is
     gone (a serve killed outright leaves no relay behind)."""
-    settings = settings or KafkaSettings.from_env()
+    app_settings = app_settings or Settings.from_env()
+    settings = app_settings.kafka()
     stopping = {"flag": False}
 
     def stop(signum: int, _frame: Any) -> None:
@@ -94,7 +92,7 @@ def relay(settings: KafkaSettings | None = None, parent: int | None = None, idle
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    platform = Platform(watcher=settings.watcher)
+    platform = Platform(watcher=settings.watcher, settings=app_settings)
     producer = KafkaProducer(**settings.producer_config())
     outbox = OutboxRelay(platform.app, producer, settings)
     leadership = RelayLeadership(platform)

@@ -18,6 +18,7 @@ from kafka import KafkaProducer
 from app.http import MetricsServer
 from app.platform import Platform
 from app.relay import RelayLeadership, RelayProcess, relay_mode
+from app.settings import Settings
 from consumers.inbound import InboundConsumer
 from consumers.lag import ConsumerLagCollector, OutboxLagCollector
 from consumers.outbox import OutboxRelay
@@ -26,9 +27,10 @@ from consumers.settings import KafkaSettings
 log = logging.getLogger("recovery.serve")
 
 
-def serve(settings: KafkaSettings | None = None, tick_seconds: float = 5.0) -> int:
-    settings = settings or KafkaSettings.from_env()
-    platform = Platform(watcher=settings.watcher)
+def serve(app_settings: Settings | None = None, tick_seconds: float = 5.0) -> int:
+    app_settings = app_settings or Settings.from_env()
+    settings = app_settings.kafka()
+    platform = Platform(watcher=settings.watcher, settings=app_settings)
     platform.record_first_policy()
     mode = relay_mode(platform)
     stopping = {"flag": False}
@@ -115,14 +117,10 @@ class _InlineRelay:
 
 def _start_metrics(platform: Platform, lag: ConsumerLagCollector) -> MetricsServer | None:
     """/metrics, /healthz and /readyz on RECOVERY_METRICS_PORT (default 9477; `off` for none)."""
-    import os
-
-    port = os.environ.get("RECOVERY_METRICS_PORT") or "9477"
-    if port.lower() == "off":
+    port = platform.settings.metrics_port
+    if port is None:
         return None
-    if not port.isdigit():
-        raise ValueError(f"RECOVERY_METRICS_PORT must be a port number or 'off', got {port!r}")
-    server = MetricsServer(platform, host=os.environ.get("RECOVERY_METRICS_HOST") or "0.0.0.0", port=int(port))
+    server = MetricsServer(platform, host=platform.settings.metrics_host, port=port)
     server.registry.register(lag)
     server.registry.register(OutboxLagCollector(platform.app))
     return server.start()

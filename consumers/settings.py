@@ -1,14 +1,13 @@
-"""Kafka settings from the environment. Anything a real cluster needs (TLS, SASL) passes through
-as `RECOVERY_KAFKA_OPT_<kafka-python option>`, e.g. RECOVERY_KAFKA_OPT_SECURITY_PROTOCOL=SASL_SSL."""
+"""Kafka settings, built by the app from its settings (app/settings.py). Anything a real cluster needs
+(TLS, SASL) passes through as `client_options`: RECOVERY_KAFKA_OPT_<kafka-python option>, e.g.
+RECOVERY_KAFKA_OPT_SECURITY_PROTOCOL=SASL_SSL."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
 from consumers.partitioning import CachedKeyPartitioner
-from infra.config import env_int as _int
 
 
 @dataclass(frozen=True)
@@ -22,25 +21,6 @@ class KafkaSettings:
     linger_ms: int = 200
     watcher: str = "wall"
     client_options: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def from_env(cls) -> KafkaSettings:
-        e = os.environ.get
-        options: dict[str, Any] = {}
-        for key, value in os.environ.items():
-            if key.startswith("RECOVERY_KAFKA_OPT_"):
-                options[key.removeprefix("RECOVERY_KAFKA_OPT_").lower()] = value
-        return cls(
-            bootstrap=e("RECOVERY_KAFKA_BOOTSTRAP") or cls.bootstrap,
-            topic=e("RECOVERY_KAFKA_TOPIC") or cls.topic,
-            dlq_topic=e("RECOVERY_KAFKA_DLQ_TOPIC") or cls.dlq_topic,
-            outbound_topic=e("RECOVERY_KAFKA_OUTBOUND_TOPIC") or cls.outbound_topic,
-            group=e("RECOVERY_KAFKA_GROUP") or cls.group,
-            batch_size=_int("RECOVERY_BATCH_SIZE", cls.batch_size),
-            linger_ms=_int("RECOVERY_BATCH_LINGER_MS", cls.linger_ms),
-            watcher=e("RECOVERY_WATCHER") or cls.watcher,
-            client_options=options,
-        )
 
     def consumer_config(self) -> dict[str, Any]:
         # Faster group joins than the defaults (~3 s instead of ~23 s on small clusters).

@@ -1,4 +1,4 @@
-"""Persistence wiring: one setting (RECOVERY_DATABASE_URL) selects the embedded SQLite file or
+"""Persistence wiring: one database URL (the setting RECOVERY_DATABASE_URL) selects the embedded SQLite file or
 PostgreSQL, and the same application code runs on both.
 
 Beside the event table, the recorder keeps the write side's indexes — event ids seen, open
@@ -285,10 +285,6 @@ def read_only_sqlite(path: str) -> str:
     return uri
 
 
-def database_url() -> str:
-    return os.environ.get("RECOVERY_DATABASE_URL") or DEFAULT_DATABASE_URL
-
-
 def sqlite_path(url: str) -> Path | None:
     env = database_env(url)
     return Path(env["SQLITE_DBNAME"]) if "SQLITE_DBNAME" in env else None
@@ -300,8 +296,8 @@ class RecoveryApplication(Application[UUID]):
     name = "recovery"
     recorder: ProcessRecorder  # one of the process recorders below: they also keep tracking positions
 
-    def __init__(self, url: str | None = None, cache_size: int = CACHED_COMPLAINTS, read_only: bool = False):
-        env = database_env(url or database_url())
+    def __init__(self, url: str = DEFAULT_DATABASE_URL, cache_size: int = CACHED_COMPLAINTS, read_only: bool = False):
+        env = database_env(url)
         env["AGGREGATE_CACHE_MAXSIZE"] = str(cache_size)
         if read_only:  # an auditor's login may create nothing
             env["CREATE_TABLE"] = "n"

@@ -26,13 +26,16 @@ REPLAY_FUTURE_MINUTES = 100_000_000
 
 # Test files that need no database server, Kafka broker or Prometheus (an embedded SQLite file at
 # most): marked `unit`, run by `make test-unit` in seconds. A file joins when none of its tests asks
-# for postgres_url/store_url/postgres_server or starts a broker or Prometheus.
+# for postgres_url/store_url/postgres_server or starts a broker or Prometheus. A file that has both
+# kinds marks its unit tests itself (test_eventsourcing_contract.py).
 UNIT_FILES = {
     "test_complaint.py",
     "test_demo.py",
     "test_envelope.py",
     "test_envelope_limits.py",
+    "test_layers.py",
     "test_policy.py",
+    "test_settings.py",
     "test_timelimits.py",
 }
 

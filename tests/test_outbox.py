@@ -92,13 +92,16 @@ def test_keyed_messages_go_where_kafkas_default_partitioner_puts_them():
 
 def test_where_serve_relays_is_a_process_of_its_own_on_postgresql_and_inline_on_sqlite(platform, monkeypatch):
     from app.relay import relay_mode
+    from app.settings import Settings
 
     monkeypatch.delenv("RECOVERY_RELAY", raising=False)
+    platform.settings = Settings.from_env()
     assert relay_mode(platform) == ("process" if platform.app.dialect.postgres else "inline")
     monkeypatch.setenv("RECOVERY_RELAY", "sideways")
     with pytest.raises(ValueError, match="RECOVERY_RELAY must be one of process, inline, off"):
-        relay_mode(platform)
+        Settings.from_env()
     monkeypatch.setenv("RECOVERY_RELAY", "process")
+    platform.settings = Settings.from_env()
     if platform.app.dialect.postgres:
         assert relay_mode(platform) == "process"
     else:

@@ -135,15 +135,12 @@ def _fresh_database(server: str, name: str) -> str:
 
 
 def _database(run: Run, settings: Settings) -> tuple[str, str]:
-    """The database URL, and where it lives."""
+    """The database URL, and where it lives: the PostgreSQL server at RECOVERY_DATABASE_URL if one
+    answers there, else a throwaway server of ours under the run folder."""
     name = settings.live_database
-    named = "database_url" in settings.model_fields_set  # else the embedded default: not for a live stack
-    server = settings.database_url if named else "postgresql://postgres@127.0.0.1:5432/postgres"
-    if not server.startswith(("postgresql:", "postgres:")):
-        raise CannotStart(f"the live stack runs on PostgreSQL: RECOVERY_DATABASE_URL is {server.split(':')[0]}; "
-                          "unset it or point it at a PostgreSQL server")
-    if answers(server):
-        return _fresh_database(server, name), f"the server that answered; database {name}, made afresh"
+    server = settings.database_url if "database_url" in settings.model_fields_set else None
+    if server and server.startswith(("postgresql:", "postgres:")) and answers(server):
+        return _fresh_database(server, name), f"the server at RECOVERY_DATABASE_URL; database {name}, made afresh"
     local = LocalServer(run.dir / "postgres", _port("PostgreSQL", "RECOVERY_LIVE_POSTGRES_PORT",
                                                     settings.live_postgres_port))
     run.record("postgres", local.start())

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -121,3 +123,24 @@ def test_make_up_runs_the_platform_live_and_make_down_stops_all_it_started(postg
     assert serve_relay and not relay_children(pids["serve"])  # serve's relay followed it out
     assert not list(run.glob("*.pid"))
     assert time.monotonic() - started < 60
+
+
+def test_with_no_postgresql_named_make_up_runs_a_throwaway_server_and_make_down_stops_it(monkeypatch):
+    from app.live import Run, _database, down
+    from app.localdb import answers
+    from app.settings import Settings
+
+    monkeypatch.delenv("RECOVERY_DATABASE_URL", raising=False)
+    folder = Path(tempfile.mkdtemp(prefix="recovery-live-"))
+    folder.chmod(0o755)  # the server runs as `postgres` when we are root: it must reach its folder
+    settings = Settings(run_dir=folder / "run", live_postgres_port=0)
+    run = Run(settings.run_dir)
+    try:
+        url, where = _database(run, settings)
+        assert where.startswith("a server of ours") and answers(url)
+        assert url.endswith("/recovery_live")
+        pid = run.state["processes"]["postgres"]["pid"]
+    finally:
+        assert down(settings) == 0
+        shutil.rmtree(folder, ignore_errors=True)
+    assert started_at(pid) is None and not answers(url)

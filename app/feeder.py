@@ -5,7 +5,7 @@ the platform refuses), keyed by its complaint_id (a case's by its case_id). Malf
 lines go as generated: the platform refuses them to the dead-letter topic. When the timeline is
 played out, the next one (the next seed) follows, its ids tagged anew.
 
-One complaint in 25 is a late upload (SPEC 2.1: a store system that uploads at night): it was
+One complaint in 10 is a late upload (SPEC 2.1: a store system that uploads at night): it was
 received two days before it arrives, so it is already past its time limit, and the deadline watcher
 records the miss on the wall clock within a minute; its handling goes on live from there."""
 
@@ -32,7 +32,7 @@ UPLOADED_LATE_BY = timedelta(hours=50)  # beyond the standard tier's 48 hours
 
 
 def uploaded_late(complaint_id: str) -> bool:
-    return zlib.crc32(complaint_id.encode()) % 25 == 0
+    return zlib.crc32(complaint_id.encode()) % 10 == 0
 
 
 @dataclass

@@ -23,12 +23,6 @@ from typing import Any
 from infra.sql import Dialect
 
 GENESIS = "0" * 64
-CHAIN_TABLES = [
-    "CREATE TABLE IF NOT EXISTS recovery_chain (originator_id TEXT NOT NULL, originator_version BIGINT NOT NULL,"
-    " notification_id BIGINT NOT NULL, hash TEXT NOT NULL, PRIMARY KEY (originator_id, originator_version))",
-    "CREATE TABLE IF NOT EXISTS recovery_log_chain (last_id BIGINT PRIMARY KEY, first_id BIGINT NOT NULL,"
-    " events BIGINT NOT NULL, hash TEXT NOT NULL)",
-]
 
 
 def event_hash(previous: str, originator_id: str, version: int, topic: str, state: bytes) -> str:

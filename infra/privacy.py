@@ -29,11 +29,6 @@ SEALED_ATTRIBUTES = (*PERSONAL_FIELDS, "raw")  # "raw": a refused line of a know
 ERASED = "[erased]"
 SEALED = "[sealed]"  # shown to a reader not allowed to read keys (the auditors' role)
 PREFIX = "enc:v1:"
-KEY_TABLES = [
-    "CREATE TABLE IF NOT EXISTS recovery_keys (key_id TEXT PRIMARY KEY, lookup TEXT NOT NULL, key TEXT NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS recovery_keys_lookup ON recovery_keys (lookup)",
-    "CREATE TABLE IF NOT EXISTS recovery_secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
-]
 
 
 def new_key() -> tuple[str, bytes]:

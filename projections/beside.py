@@ -18,10 +18,10 @@ from eventsourcing.sqlite import SQLiteDatastore
 from domain.policy import Policy
 from infra.sql import SQLITE
 from infra.store import RecoveryApplication
-from projections.cases import BIGINT_COLUMNS as CASE_BIGINT_COLUMNS
 from projections.facts import COUNTERS, FACT_FIELDS
-from projections.kpi import FACT_TYPES, SCHEMA_VERSION, VIEW_TABLES, KpiViewMixin, SQLiteKpiView
+from projections.kpi import KpiViewMixin, SQLiteKpiView
 from projections.runner import REBUILD_BATCH, apply_log, view_writer
+from projections.schema import CASE_BIGINT_COLUMNS, FACT_TYPES, SCHEMA_VERSION, VIEW_TABLES
 
 # Counter tables: a row whose counters are all zero says nothing (a cohort that gained and lost a
 # complaint in two batches keeps one, the same history in one batch does not).

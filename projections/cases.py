@@ -21,20 +21,6 @@ from domain.policy import AUTHOR_KINDS, Policy
 from infra.sql import Dialect
 
 REWARD_REASONS = ("case_selected", "organisation_award")
-TABLES = [
-    "CREATE TABLE IF NOT EXISTS kpi_cases (uuid TEXT PRIMARY KEY, case_id TEXT NOT NULL, author TEXT NOT NULL,"
-    " unit TEXT NOT NULL, kind TEXT NOT NULL, submitted_at BIGINT NOT NULL, day TEXT NOT NULL,"
-    " month TEXT NOT NULL, round TEXT, selected_at BIGINT)",
-    "CREATE INDEX IF NOT EXISTS kpi_cases_month ON kpi_cases (month)",
-    "CREATE INDEX IF NOT EXISTS kpi_cases_round ON kpi_cases (round, unit)",
-    # One row per reward: `ref` is the case (case_selected) or "<round>/<unit>" (organisation_award).
-    "CREATE TABLE IF NOT EXISTS kpi_rewards (reason TEXT NOT NULL, ref TEXT NOT NULL, who TEXT NOT NULL,"
-    " at BIGINT NOT NULL, day TEXT NOT NULL, month TEXT NOT NULL, amount_fen BIGINT NOT NULL,"
-    " PRIMARY KEY (reason, ref))",
-    "CREATE INDEX IF NOT EXISTS kpi_rewards_day ON kpi_rewards (day)",
-]
-VIEW_TABLES = ("kpi_cases", "kpi_rewards")
-BIGINT_COLUMNS = ("submitted_at", "selected_at", "at", "amount_fen")
 _CASE_COLUMNS = ("uuid", "case_id", "author", "unit", "kind", "submitted_at", "day", "month", "round", "selected_at")
 _REWARD_COLUMNS = ("reason", "ref", "who", "at", "day", "month", "amount_fen")
 

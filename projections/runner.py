@@ -19,18 +19,11 @@ from eventsourcing.persistence import IntegrityError, Tracking
 from domain.policy import Policy
 from infra.config import CACHED_COMPLAINTS
 from infra.locks import naming_holders, set_lock_timeout
+from infra.schema import VIEW_WRITER_LOCK
 from infra.store import RecoveryApplication, following
 from projections.batchfacts import FactsCache
-from projections.kpi import (
-    POSTGRES_VACUUM,
-    SCHEMA_VERSION,
-    TABLES,
-    VIEW_TABLES,
-    VIEW_WRITER_LOCK,
-    KpiViewMixin,
-    PostgresKpiView,
-    SQLiteKpiView,
-)
+from projections.kpi import KpiViewMixin, PostgresKpiView, SQLiteKpiView
+from projections.schema import POSTGRES_VACUUM, SCHEMA_TABLE, SCHEMA_VERSION, TABLES, VIEW_TABLES
 
 log = logging.getLogger("recovery.read_model")
 
@@ -78,7 +71,7 @@ def reset_view(app: RecoveryApplication, view: KpiViewMixin, always: bool = Fals
     dialect = app.dialect
     tracking = getattr(view, "tracking_table_name", "tracking")
     with view_writer(app, lock_timeout) as c:
-        dialect.execute(c, "CREATE TABLE IF NOT EXISTS kpi_schema (version INTEGER NOT NULL)")
+        dialect.execute(c, SCHEMA_TABLE)
         found = [r["version"] for r in dialect.rows(c, "SELECT version FROM kpi_schema")]
         if found == [SCHEMA_VERSION] and not always:
             return False

@@ -19,10 +19,13 @@ import hashlib
 import hmac
 import os
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from eventsourcing.persistence import PersistenceError
+
+if TYPE_CHECKING:
+    from infra.store import RecoveryApplication
 
 PERSONAL_FIELDS = ("customer_id", "summary", "reason", "notes")
 SEALED_ATTRIBUTES = (*PERSONAL_FIELDS, "raw")  # "raw": a refused line of a known customer
@@ -84,7 +87,7 @@ class Keyring:
     """The store's keys, read through the recorder's datastore; nothing is cached across batches,
     so an erasure by another process takes effect at its next batch."""
 
-    def __init__(self, app: Any):
+    def __init__(self, app: RecoveryApplication):
         self.app = app
         self._pepper: bytes | None = None
 

@@ -29,7 +29,7 @@ from psycopg.sql import SQL, Identifier
 from infra.chain import record_chain
 from infra.config import CACHED_COMPLAINTS
 from infra.schema import INDEX_TABLES
-from infra.sql import POSTGRES, SQLITE, Dialect
+from infra.sql import POSTGRES, SQLITE, Cursor, Dialect
 from infra.writers import WriterLock, postgres_writer_lock, sqlite_writer_lock
 
 DEFAULT_DATABASE_URL = "sqlite:///./recovery.db"
@@ -56,7 +56,7 @@ class IndexChanges:
     # move forward, so a second writer of the same partition fails instead of applying twice.
     positions: list[Tracking] = field(default_factory=list)
 
-    def write(self, dialect: Dialect, cursor: Any, recorder: Any) -> None:
+    def write(self, dialect: Dialect, cursor: Cursor, recorder: Any) -> None:
         dialect.insert(cursor, "recovery_keys", ("key_id", "lookup", "key"), ("text",) * 3, self.keys)
         for tracking in self.positions:
             recorder._insert_tracking(cursor, tracking)

@@ -18,7 +18,8 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from domain.clock import from_us, to_us
 from domain.events import CASE_SELECTED, CASE_SUBMITTED
 from domain.policy import AUTHOR_KINDS, Policy
-from infra.sql import Dialect
+from infra.sql import Cursor, Dialect
+from infra.store import RecoveryApplication
 
 REWARD_REASONS = ("case_selected", "organisation_award")
 _CASE_COLUMNS = ("uuid", "case_id", "author", "unit", "kind", "submitted_at", "day", "month", "round", "selected_at")
@@ -42,7 +43,7 @@ def _reward(policy: Policy, reason: str, ref: str, who: str, at: int, amount: De
     return reason, ref, who, at, local.date().isoformat(), local.strftime("%Y-%m"), _fen(amount)
 
 
-def apply_cases(dialect: Dialect, c: Any, policy: Policy, events: list[Any]) -> None:
+def apply_cases(dialect: Dialect, c: Cursor, policy: Policy, events: list[Any]) -> None:
     """Apply a batch's case events (in log order, so a case's submission precedes its selection)."""
     submitted = []
     for e in events:
@@ -77,7 +78,7 @@ def apply_cases(dialect: Dialect, c: Any, policy: Policy, events: list[Any]) -> 
                    " day = excluded.day, month = excluded.month, amount_fen = excluded.amount_fen")
 
 
-def rewards(dialect: Dialect, c: Any, lo: str, hi: str) -> list[dict[str, Any]]:
+def rewards(dialect: Dialect, c: Cursor, lo: str, hi: str) -> list[dict[str, Any]]:
     """Rewards whose day is in [lo, hi], per person (or unit) and month, like penalties."""
     rows = dialect.rows(c, "SELECT who, month, reason, COUNT(*) AS n, SUM(amount_fen) AS amount FROM kpi_rewards"
                            " WHERE day >= ? AND day <= ? GROUP BY who, month, reason ORDER BY who, month, reason",
@@ -91,7 +92,7 @@ def rewards(dialect: Dialect, c: Any, lo: str, hi: str) -> list[dict[str, Any]]:
     return [{**e, "amount": _money(e["amount"])} for e in out.values()]
 
 
-def quota(dialect: Dialect, c: Any, policy: Policy, lo: str, hi: str) -> list[dict[str, Any]]:
+def quota(dialect: Dialect, c: Cursor, policy: Policy, lo: str, hi: str) -> list[dict[str, Any]]:
     """Per author and month (of `submitted`) with at least one submission in [lo, hi]: the month's
     submissions against the quota of the version in force at the month's first instant. Unit and
     kind are those of the author's latest submission that month."""
@@ -113,7 +114,7 @@ def quota(dialect: Dialect, c: Any, policy: Policy, lo: str, hi: str) -> list[di
     return out
 
 
-def case_metrics(dialect: Dialect, c: Any, policy: Policy, months: dict[str, date]) -> Iterator[Metric]:
+def case_metrics(dialect: Dialect, c: Cursor, policy: Policy, months: dict[str, date]) -> Iterator[Metric]:
     """Rewards and the quota by month label (current, previous) and reason or author kind: no
     per-person labels."""
     label_of = {first.strftime("%Y-%m"): label for label, first in months.items()}
@@ -146,7 +147,8 @@ def case_metrics(dialect: Dialect, c: Any, policy: Policy, months: dict[str, dat
         yield family
 
 
-def case_history(app: Any, policy: Policy, case_id: str, as_of: datetime | None = None) -> dict[str, Any] | None:
+def case_history(app: RecoveryApplication, policy: Policy, case_id: str,
+                 as_of: datetime | None = None) -> dict[str, Any] | None:
     """One case's recorded events and state as of a moment, as `history` shows a complaint's; None
     when no such case was recorded."""
     from domain.case import Case, case_uuid

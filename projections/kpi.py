@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from operator import attrgetter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from eventsourcing.persistence import IntegrityError, Tracking
 from eventsourcing.postgres import PostgresTrackingRecorder
@@ -30,7 +30,7 @@ from domain.events import (
 )
 from domain.policy import Policy
 from infra.schema import VIEW_WRITER_LOCK
-from infra.sql import POSTGRES, SQLITE, Dialect
+from infra.sql import POSTGRES, SQLITE, Cursor, Dialect
 from projections import cases
 from projections.batchfacts import BatchFacts, FactsCache
 from projections.facts import (
@@ -105,6 +105,12 @@ class KpiViewMixin:
     policy: Policy
     facts_cache: FactsCache | None = None
 
+    if TYPE_CHECKING:  # eventsourcing's tracking recorder's, which every view also is (declared only
+        # for the type checker: a method here would come before the recorder's)
+        def max_tracking_id(self, application_name: str) -> int | None: ...
+
+        def create_table(self) -> None: ...
+
     def process(self, items: Sequence[tuple[Any, Tracking]], after: int | None = None) -> None:
         """Apply a batch of recorded events and its last tracking record in one transaction.
 
@@ -146,7 +152,7 @@ class KpiViewMixin:
             self.dialect.execute(c, "INSERT INTO kpi_faults (position, error) VALUES (?, ?)", (position, error))
             self._insert_tracking(c, tracking)  # type: ignore[attr-defined]
 
-    def _apply(self, c: Any, items: Sequence[tuple[Any, Tracking]], cache: FactsCache | None) -> BatchFacts:
+    def _apply(self, c: Cursor, items: Sequence[tuple[Any, Tracking]], cache: FactsCache | None) -> BatchFacts:
         batch = BatchFacts(self.dialect, c, cache)
         needed = set()
         for event, _ in items:
@@ -209,7 +215,7 @@ class KpiViewMixin:
             f.assessed = text
         return withdrawn
 
-    def _write_facts(self, c: Any, batch: BatchFacts) -> None:
+    def _write_facts(self, c: Cursor, batch: BatchFacts) -> None:
         cohorts: dict[tuple[str, ...], dict[str, int]] = {}  # counter deltas per (day, *DIMENSIONS)
         changed = []
         for uuid, f in batch.facts.items():
@@ -243,7 +249,7 @@ class KpiViewMixin:
             c, "kpi_totals", ("tier", "region", *COUNTERS), ("text",) * 2 + ("bigint",) * len(COUNTERS),
             _rows(totals), _adding("kpi_totals", ("tier", "region"), COUNTERS))
 
-    def _write_penalties(self, c: Any, penalties: list[Penalty], withdrawn: list[Penalty]) -> None:
+    def _write_penalties(self, c: Cursor, penalties: list[Penalty], withdrawn: list[Penalty]) -> None:
         """Assessed once per complaint, trigger and role (a withdrawn one first leaves the sums);
         unrecorded points stop at the monthly cap (扣完为止)."""
         used: dict[tuple[str, str], int] = {}

@@ -41,7 +41,7 @@ def open_view(app: RecoveryApplication, policy: Policy, read_only: bool = False,
     view.facts_cache = FactsCache(cached_complaints)
     if not read_only:
         with nullcontext() if app.dialect.postgres else app.writer.held():
-            view.create_table()  # type: ignore[attr-defined]
+            view.create_table()
             reset_view(app, view)
     return view
 
@@ -110,7 +110,7 @@ def apply_log(app: RecoveryApplication, view: KpiViewMixin, batch_size: int,
     `after_batch` runs after each batch read from the log (housekeeping of a long catch-up)."""
     done = 0
     if recorded:
-        last = view.max_tracking_id(app.name) or 0  # type: ignore[attr-defined]
+        last = view.max_tracking_id(app.name) or 0
         run = following(recorded, last)[:batch_size]  # the rest, if any, is read below
         if run:
             try:
@@ -124,7 +124,7 @@ def apply_log(app: RecoveryApplication, view: KpiViewMixin, batch_size: int,
                 pass
     size = batch_size
     while True:
-        last = view.max_tracking_id(app.name) or 0  # type: ignore[attr-defined]
+        last = view.max_tracking_id(app.name) or 0
         if stop is not None and last >= stop:
             return done
         notifications = app.recorder.select_notifications(start=last + 1, limit=size, stop=stop)
@@ -137,7 +137,7 @@ def apply_log(app: RecoveryApplication, view: KpiViewMixin, batch_size: int,
             # Another process applied (some of) these first: its transaction won, ours rolled
             # back whole. Go on from its position. If nobody moved it, the conflict is not a
             # race but a fault of this batch: retrying would fail the same way for ever.
-            if (view.max_tracking_id(app.name) or 0) == last:  # type: ignore[attr-defined]
+            if (view.max_tracking_id(app.name) or 0) == last:
                 raise
             continue
         except Exception as error:

@@ -149,14 +149,14 @@ def cmd_history(args: argparse.Namespace) -> int:
     from app.platform import Platform
     from app.table import render_history
     from projections.cases import case_history
-    from projections.history import UnknownComplaint, complaint_history
+    from projections.history import ComplaintNotRecorded, complaint_history
 
     with Platform(settings=args.settings) as platform:
         platform.catch_up()  # later complaints repeating this one are found through the read model
         moment = None if args.as_of is None else _zoned(args.as_of, platform.policy)
         try:
             history = complaint_history(platform.app, platform.policy, args.complaint_id, moment)
-        except UnknownComplaint:
+        except ComplaintNotRecorded:
             case = case_history(platform.app, platform.policy, args.complaint_id, moment)  # SPEC §7
             if case is None:
                 raise

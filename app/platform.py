@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import logging
 import sqlite3
 import sys
 import time
@@ -12,16 +10,15 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 import psycopg
 from eventsourcing.application import Recording
 from eventsourcing.persistence import PersistenceError
 
+from app.housekeeping import Housekeeping, tune_collector
 from app.settings import Settings
 from domain import clock
 from domain.policy import Policy, load_policy, policy_text
-from infra.memory import collect_all, collect_rarely
 from infra.reach import check_reachable, sqlite_unusable
 from infra.store import RecoveryApplication, sqlite_path
 from projections.beside import Difference, check, rebuild_beside
@@ -29,18 +26,6 @@ from projections.kpi import KpiViewMixin
 from projections.runner import catch_up, open_view
 from service.ingest import IngestService, Outcome
 from service.policies import PolicyBook
-
-# Rewritten by every batch, or (the last three) probed by every batch through their indexes, which
-# answer alone only from pages a vacuum has marked all-visible; kept vacuumed by vacuum_hot_tables().
-HOT_TABLES = ("recovery_open_deadlines", "recovery_watcher", "notification_tracking", "kpi_tracking",
-              "kpi_daily", "kpi_totals", "kpi_penalty_daily", "kpi_penalty_totals", "kpi_ingest", "kpi_complaints",
-              "recovery_inbound", "recovery_chain", "recovery_customer_issues")
-# Probed by every batch on a column that is not unique (Dialect.rows_in, one probe per value).
-# Without statistics the planner expects hundreds of rows per value and builds a bitmap for each:
-# ten times slower. Analyzed by analyze_stale_tables() when autovacuum has not.
-ANALYZED_TABLES = ("recovery_keys", "recovery_customer_issues", "kpi_penalties")
-HOUSEKEEPING_EVERY_SECONDS = 60.0
-log = logging.getLogger("recovery.platform")
 
 
 class Platform:
@@ -54,7 +39,7 @@ class Platform:
         # reports read the read model as it is, history and --as-of read the log.
         self.read_only = settings.read_only if read_only is None else read_only
         configured = policy or load_policy(settings.policy_file)
-        collect_rarely()  # every command's process opens one Platform, and keeps complaints cached
+        tune_collector()
         cached = settings.cached_complaints
         check_reachable(self.url, read_only=self.read_only)  # StoreUnavailable, PathUnusable
         for attempt in range(1, 6):
@@ -83,7 +68,7 @@ class Platform:
                     raise
                 time.sleep(0.2 * attempt)
         self.service = IngestService(self.app, self.policy, watcher=watcher)
-        self._housekept = time.monotonic()
+        self.housekeeping = Housekeeping(self.app)
 
     def _warn_if_the_file_differs(self, configured: Policy) -> None:
         """RECOVERY_POLICY_FILE only seeds a store's first version: once it has versions, a file that
@@ -195,7 +180,7 @@ class Platform:
         if recorded is None:
             recorded = self.service.take_recorded()
         done = catch_up(self.app, self.view, recorded=recorded)
-        self._housekeeping_when_due()
+        self.housekeeping.when_due()
         return done
 
     def rebuild(self, progress: Callable[[int], None] | None = None, lock_timeout: float | None = None) -> int:
@@ -210,43 +195,6 @@ class Platform:
         if not self.read_only:
             self.catch_up()
         return check(self.app, self.view, self.policy, progress=progress)
-
-    def _housekeeping_when_due(self) -> None:
-        """Once a minute: a full garbage collection (infra/memory.py) and, on PostgreSQL, a vacuum
-        of the tables every batch rewrites and fresh statistics where they are stale."""
-        if time.monotonic() - self._housekept < HOUSEKEEPING_EVERY_SECONDS:
-            return
-        self._housekept = time.monotonic()
-        collect_all()
-        if self.app.dialect.postgres:
-            self.vacuum_hot_tables()
-            self.analyze_stale_tables()
-
-    def vacuum_hot_tables(self) -> None:
-        """VACUUM the tables every batch rewrites (open deadlines, counters, positions, facts) or
-        probes (the write-side indexes). Dead row versions of the former grow with every batch, and
-        so would the index scans of each batch and of every report; the latter answer from their
-        indexes alone only on pages a vacuum marked all-visible. Autovacuum does this where it runs
-        (the counter tables are set to be vacuumed often); this does it also where autovacuum is
-        off or falls behind (as on the test server here)."""
-        self._maintain("VACUUM", lambda conn: HOT_TABLES)
-
-    def analyze_stale_tables(self) -> None:
-        """ANALYZE those of ANALYZED_TABLES changed by more than a tenth since their statistics
-        were gathered (autovacuum's rule; where it runs, this finds nothing to do)."""
-        self._maintain("ANALYZE", lambda conn: [r["relname"] for r in conn.execute(
-            "SELECT relname FROM pg_stat_user_tables WHERE schemaname = current_schema() AND relname = ANY(%s)"
-            " AND n_mod_since_analyze > 50 + 0.1 * n_live_tup", (list(ANALYZED_TABLES),))])
-
-    def _maintain(self, command: str, tables: Callable[[psycopg.Connection[Any]], Sequence[str]]) -> None:
-        """Skips a table another session holds locked; a failure is logged, never raised."""
-        try:
-            with self.app.datastore.get_connection() as conn:
-                chosen = tables(conn)
-                if chosen:
-                    conn.execute(f"{command} (SKIP_LOCKED) {', '.join(chosen)}")
-        except (psycopg.Error, PersistenceError) as error:
-            log.warning(json.dumps({"event": f"{command.lower()}_failed", "error": str(error)[:300]}))
 
     def close(self) -> None:
         self.app.close()

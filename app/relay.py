@@ -20,6 +20,7 @@ from kafka import KafkaProducer
 from app.platform import Platform
 from app.settings import Settings
 from consumers.outbox import OutboxRelay
+from infra.schema import RELAY_LOCK
 
 if TYPE_CHECKING:
     import psycopg
@@ -40,7 +41,7 @@ class RelayLeadership:
     """Only one relay publishes at a time: a PostgreSQL advisory lock held for the process's life
     (SQLite stores have one process)."""
 
-    KEY = 7_270_127
+    KEY = RELAY_LOCK
     conn: psycopg.Connection[Any] | None  # opened on the first claim (PostgreSQL)
 
     def __init__(self, platform: Platform, every_seconds: float = 5.0):

@@ -13,6 +13,7 @@ from prometheus_client.registry import Collector
 
 from consumers.outbox import RELAY
 from domain import clock
+from infra.store import RecoveryApplication
 from projections.metrics import lag_behind, lag_gauges
 
 
@@ -59,7 +60,7 @@ class ConsumerLagCollector(Collector):
 
 
 class OutboxLagCollector(Collector):
-    def __init__(self, app: Any):
+    def __init__(self, app: RecoveryApplication):
         self.app = app
 
     def describe(self) -> list[Metric]:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from eventsourcing.application import Recording
-from eventsourcing.persistence import Tracking
+from eventsourcing.persistence import Notification, Tracking
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
@@ -52,7 +52,8 @@ class OutboxRelay:
         last = self.app.recorder.max_tracking_id(RELAY) or 0
         run = following(recorded, last)[:limit]
         if run:
-            events: list[tuple[Any, Any]] = [(r.notification, r.domain_event) for r in run]
+            # The events are @event-made classes: their attributes are unknown to the type checker.
+            events: list[tuple[Notification, Any]] = [(r.notification, r.domain_event) for r in run]
         else:
             notifications = self.app.recorder.select_notifications(start=last + 1, limit=limit)
             events = [(n, self.app.mapper.to_domain_event(n)) for n in notifications]
@@ -80,7 +81,7 @@ class OutboxRelay:
         self.app.recorder.insert_tracking(Tracking(RELAY, events[-1][0].id))
         return len(events)
 
-    def _publish_complaint_event(self, n: Any, event: Any, keys: dict[str, bytes]) -> Any:
+    def _publish_complaint_event(self, n: Notification, event: Any, keys: dict[str, bytes]) -> Any:
         stream = "case_id" if is_case_event(event) else "complaint_id"  # SPEC §7: cases by case_id
         complaint_id = self._complaint_id(n.originator_id, event, stream)
         stable_id = f"{n.originator_id}:{n.originator_version}"

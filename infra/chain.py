@@ -18,17 +18,14 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from infra.sql import Dialect
+from infra.sql import Cursor, Dialect
+
+if TYPE_CHECKING:
+    from infra.store import RecoveryApplication  # which records its events through record_chain
 
 GENESIS = "0" * 64
-CHAIN_TABLES = [
-    "CREATE TABLE IF NOT EXISTS recovery_chain (originator_id TEXT NOT NULL, originator_version BIGINT NOT NULL,"
-    " notification_id BIGINT NOT NULL, hash TEXT NOT NULL, PRIMARY KEY (originator_id, originator_version))",
-    "CREATE TABLE IF NOT EXISTS recovery_log_chain (last_id BIGINT PRIMARY KEY, first_id BIGINT NOT NULL,"
-    " events BIGINT NOT NULL, hash TEXT NOT NULL)",
-]
 
 
 def event_hash(previous: str, originator_id: str, version: int, topic: str, state: bytes) -> str:
@@ -51,7 +48,8 @@ def _hex(originator_id: Any) -> str:
     return originator_id.hex if hasattr(originator_id, "hex") else str(originator_id)
 
 
-def record_chain(dialect: Dialect, cursor: Any, stored_events: Sequence[Any], notification_ids: Sequence[int]) -> None:
+def record_chain(dialect: Dialect, cursor: Cursor, stored_events: Sequence[Any],
+                 notification_ids: Sequence[int]) -> None:
     """Chain the events one write transaction recorded (they hold the log's write lock)."""
     if not stored_events:
         return
@@ -110,7 +108,7 @@ class Verdict:
     problems: list[Problem]
 
 
-def verify(app: Any, batch_size: int = 5000, expect_head: str | None = None) -> Verdict:
+def verify(app: RecoveryApplication, batch_size: int = 5000, expect_head: str | None = None) -> Verdict:
     """Re-walk the whole log against both chains; name every event that does not fit. Writes that
     commit while it runs are left for the next verification. `expect_head`: a head printed by an
     earlier verification, which must still be in the chain."""

@@ -7,7 +7,7 @@ A process keeping tens of thousands of complaints cached (aggregates, read-model
 batches churn through short-lived objects (envelopes, events, rows) ran such a full collection
 about once a second: 16% of a 1,000,000-event file ingest. Young collections every 10,000
 allocations instead of 700 let a batch's short-lived objects die young instead of being promoted,
-and a full collection waits for 100 middle-generation ones; the housekeeping (Platform) runs one a
+and a full collection waits for 100 middle-generation ones; the housekeeping (app/housekeeping.py) runs one a
 minute, which bounds how long cyclic garbage can wait in the old generation.
 """
 

@@ -19,21 +19,19 @@ import hashlib
 import hmac
 import os
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from eventsourcing.persistence import PersistenceError
+
+if TYPE_CHECKING:
+    from infra.store import RecoveryApplication
 
 PERSONAL_FIELDS = ("customer_id", "summary", "reason", "notes")
 SEALED_ATTRIBUTES = (*PERSONAL_FIELDS, "raw")  # "raw": a refused line of a known customer
 ERASED = "[erased]"
 SEALED = "[sealed]"  # shown to a reader not allowed to read keys (the auditors' role)
 PREFIX = "enc:v1:"
-KEY_TABLES = [
-    "CREATE TABLE IF NOT EXISTS recovery_keys (key_id TEXT PRIMARY KEY, lookup TEXT NOT NULL, key TEXT NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS recovery_keys_lookup ON recovery_keys (lookup)",
-    "CREATE TABLE IF NOT EXISTS recovery_secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
-]
 
 
 def new_key() -> tuple[str, bytes]:
@@ -89,7 +87,7 @@ class Keyring:
     """The store's keys, read through the recorder's datastore; nothing is cached across batches,
     so an erasure by another process takes effect at its next batch."""
 
-    def __init__(self, app: Any):
+    def __init__(self, app: RecoveryApplication):
         self.app = app
         self._pepper: bytes | None = None
 

@@ -5,11 +5,25 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol, cast
+
+if TYPE_CHECKING:
+    import psycopg
 
 # From this many rows an insert goes through COPY (see Dialect._insert_staged): three statements
 # instead of one, but rows encoded in C instead of Python (about five times faster for thousands).
 STAGED_ROWS = 200
+
+
+class Cursor(Protocol):
+    """What the SQL here needs of a cursor: eventsourcing's SQLite cursor (or sqlite3's) or a
+    psycopg one, as a datastore's transaction gives it."""
+
+    def execute(self, statement: Any, params: Any = ..., /) -> object: ...
+
+    def executemany(self, statement: Any, rows: Any, /) -> object: ...
+
+    def fetchall(self) -> list[Any]: ...
 
 
 class Dialect:
@@ -18,15 +32,15 @@ class Dialect:
     def q(self, statement: str) -> str:
         return statement.replace("?", "%s") if self.postgres else statement
 
-    def execute(self, cursor: Any, statement: str, params: Sequence[Any] = ()) -> None:
+    def execute(self, cursor: Cursor, statement: str, params: Sequence[Any] = ()) -> None:
         cursor.execute(self.q(statement), tuple(params))
 
-    def executemany(self, cursor: Any, statement: str, rows: Iterable[Sequence[Any]]) -> None:
+    def executemany(self, cursor: Cursor, statement: str, rows: Iterable[Sequence[Any]]) -> None:
         rows = [tuple(r) for r in rows]
         if rows:
             cursor.executemany(self.q(statement), rows)
 
-    def insert(self, cursor: Any, table: str, columns: Sequence[str], types: Sequence[str],
+    def insert(self, cursor: Cursor, table: str, columns: Sequence[str], types: Sequence[str],
                rows: Sequence[Sequence[Any]], tail: str = "", copy: bool = False) -> None:
         """INSERT many rows. On PostgreSQL one statement whatever the count: the columns go as
         arrays through unnest(), so neither psycopg nor the server handles a statement per row;
@@ -42,14 +56,14 @@ class Dialect:
                              + tail, rows)
             return
         if copy and len(rows) >= STAGED_ROWS:
-            self._insert_staged(cursor, table, columns, types, rows, tail)
+            self._insert_staged(cast("psycopg.Cursor[Any]", cursor), table, columns, types, rows, tail)
             return
         arrays = ", ".join(f"%s::{t}[]" if t in _LITERALS else f"%b::{t}[]" for t in types)
         cursor.execute(f"INSERT INTO {table} ({', '.join(columns)}) SELECT * FROM unnest({arrays}) {tail}",
                        [_LITERALS[t](column) if t in _LITERALS else list(column)
                         for t, column in zip(types, zip(*rows))])
 
-    def _insert_staged(self, cursor: Any, table: str, columns: Sequence[str], types: Sequence[str],
+    def _insert_staged(self, cursor: psycopg.Cursor[Any], table: str, columns: Sequence[str], types: Sequence[str],
                        rows: Sequence[Sequence[Any]], tail: str) -> None:
         """Binary COPY (rows encoded in C) into a temporary table of this session, then one
         INSERT ... SELECT from it. The staging table is emptied in the same transaction, so a
@@ -64,7 +78,7 @@ class Dialect:
         cursor.execute(f"INSERT INTO {table} ({', '.join(columns)}) SELECT * FROM {stage} {tail}")
         cursor.execute(f"TRUNCATE {stage}")
 
-    def delete_in(self, cursor: Any, table: str, column: str, values: Sequence[Any]) -> None:
+    def delete_in(self, cursor: Cursor, table: str, column: str, values: Sequence[Any]) -> None:
         if not values:
             return
         if self.postgres:
@@ -72,7 +86,7 @@ class Dialect:
         else:
             self.executemany(cursor, f"DELETE FROM {table} WHERE {column} = ?", [(v,) for v in values])
 
-    def delete_keys(self, cursor: Any, table: str, columns: Sequence[str], keys: Sequence[Sequence[Any]]) -> None:
+    def delete_keys(self, cursor: Cursor, table: str, columns: Sequence[str], keys: Sequence[Sequence[Any]]) -> None:
         """DELETE the rows whose `columns` hold one of `keys` (text columns)."""
         if not keys:
             return
@@ -94,14 +108,14 @@ class Dialect:
         except Exception:  # noqa: BLE001 - any failure to answer means the store is away
             return False
 
-    def rows(self, cursor: Any, statement: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+    def rows(self, cursor: Cursor, statement: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         cursor.execute(self.q(statement), tuple(params))
         return [dict(r) for r in cursor.fetchall()]
 
     def in_list(self, n: int) -> str:
         return ",".join("?" * n)
 
-    def rows_in(self, cursor: Any, select: str, column: str, values: Sequence[Any],
+    def rows_in(self, cursor: Cursor, select: str, column: str, values: Sequence[Any],
                 tail: str = "", params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         """`select ... WHERE column IN (values) tail`, each value once: on PostgreSQL one statement
         with an array, on SQLite in chunks that keep statements small.

@@ -26,36 +26,13 @@ from eventsourcing.utils import get_topic
 from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Identifier
 
-from infra.chain import CHAIN_TABLES, record_chain
+from infra.chain import record_chain
 from infra.config import CACHED_COMPLAINTS
-from infra.privacy import KEY_TABLES
-from infra.sql import POSTGRES, SQLITE, Dialect
+from infra.schema import INDEX_TABLES
+from infra.sql import POSTGRES, SQLITE, Cursor, Dialect
 from infra.writers import WriterLock, postgres_writer_lock, sqlite_writer_lock
 
 DEFAULT_DATABASE_URL = "sqlite:///./recovery.db"
-
-INDEX_TABLES = [
-    "CREATE TABLE IF NOT EXISTS recovery_inbound ("
-    " event_id TEXT PRIMARY KEY, complaint_id TEXT NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS recovery_inbound_complaint ON recovery_inbound (complaint_id)",
-    "CREATE TABLE IF NOT EXISTS recovery_open_deadlines ("
-    " complaint_id TEXT PRIMARY KEY, due BIGINT NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS recovery_open_deadlines_due ON recovery_open_deadlines (due)",
-    "CREATE TABLE IF NOT EXISTS recovery_customer_issues ("
-    " customer_id TEXT NOT NULL, issue_key TEXT NOT NULL, received BIGINT NOT NULL,"
-    " complaint_id TEXT NOT NULL, PRIMARY KEY (customer_id, issue_key, complaint_id))",
-    "CREATE TABLE IF NOT EXISTS recovery_watcher (name TEXT PRIMARY KEY, clock BIGINT NOT NULL)",
-    # Adopted policy versions (SPEC §3.5), by number: their events hold the content.
-    "CREATE TABLE IF NOT EXISTS recovery_policy_versions (number BIGINT PRIMARY KEY,"
-    " effective_from BIGINT NOT NULL UNIQUE)",
-    # Refused lines by the SHA-256 of their bytes: the same line sent again is a duplicate (SPEC §2).
-    "CREATE TABLE IF NOT EXISTS recovery_refused (line_sha256 TEXT PRIMARY KEY, reason TEXT NOT NULL)",
-    # Cases selected, by round (SPEC §7): how many a round holds, for its limit.
-    "CREATE TABLE IF NOT EXISTS recovery_case_rounds (round TEXT NOT NULL, case_id TEXT NOT NULL,"
-    " PRIMARY KEY (round, case_id))",
-    *CHAIN_TABLES,
-    *KEY_TABLES,
-]
 
 
 @dataclass
@@ -79,7 +56,7 @@ class IndexChanges:
     # move forward, so a second writer of the same partition fails instead of applying twice.
     positions: list[Tracking] = field(default_factory=list)
 
-    def write(self, dialect: Dialect, cursor: Any, recorder: Any) -> None:
+    def write(self, dialect: Dialect, cursor: Cursor, recorder: Any) -> None:
         dialect.insert(cursor, "recovery_keys", ("key_id", "lookup", "key"), ("text",) * 3, self.keys)
         for tracking in self.positions:
             recorder._insert_tracking(cursor, tracking)

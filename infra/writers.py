@@ -27,6 +27,7 @@ from typing import Any
 import psycopg
 
 from infra.files import private_fd
+from infra.schema import INGEST_WRITER_LOCK
 
 REPORT_EVERY_SECONDS = 5.0
 POLL_SECONDS = 0.02
@@ -103,10 +104,6 @@ def sqlite_writer_lock(database: Path) -> WriterLock:
 
     return WriterLock(acquire, lambda: time.sleep(POLL_SECONDS), lambda: fcntl.flock(fd(), fcntl.LOCK_UN),
                       holder, str(database))
-
-
-# Advisory-lock keys of this platform (the read model's writers use VIEW_WRITER_LOCK in projections).
-INGEST_WRITER_LOCK = 7_270_129
 
 
 def postgres_writer_lock(conninfo: dict[str, Any], what: str) -> WriterLock:

@@ -6,11 +6,10 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right, insort
 from collections import defaultdict
 from collections.abc import Iterable
-from typing import Any
 
 from infra.config import CACHED_COMPLAINTS
 from infra.memory import Recent
-from infra.sql import Dialect
+from infra.sql import Cursor, Dialect
 from projections.facts import FACT_FIELDS, Facts, fact_values
 
 
@@ -52,7 +51,7 @@ def _received_at(f: Facts) -> int:
 class BatchFacts:
     """Facts loaded for one batch, as they were before it began."""
 
-    def __init__(self, dialect: Dialect, cursor: Any, cache: FactsCache | None = None):
+    def __init__(self, dialect: Dialect, cursor: Cursor, cache: FactsCache | None = None):
         self.dialect, self.cursor, self.cache = dialect, cursor, cache
         self.facts: dict[str, Facts | None] = {}
         self.loaded: dict[str, tuple] = {}  # fact_values() as read: to write back only what changed

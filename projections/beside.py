@@ -16,12 +16,12 @@ from typing import Any
 from eventsourcing.sqlite import SQLiteDatastore
 
 from domain.policy import Policy
-from infra.sql import SQLITE
+from infra.sql import SQLITE, Cursor
 from infra.store import RecoveryApplication
-from projections.cases import BIGINT_COLUMNS as CASE_BIGINT_COLUMNS
 from projections.facts import COUNTERS, FACT_FIELDS
-from projections.kpi import FACT_TYPES, SCHEMA_VERSION, VIEW_TABLES, KpiViewMixin, SQLiteKpiView
+from projections.kpi import KpiViewMixin, SQLiteKpiView
 from projections.runner import REBUILD_BATCH, apply_log, view_writer
+from projections.schema import CASE_BIGINT_COLUMNS, FACT_TYPES, SCHEMA_VERSION, VIEW_TABLES
 
 # Counter tables: a row whose counters are all zero says nothing (a cohort that gained and lost a
 # complaint in two batches keeps one, the same history in one batch does not).
@@ -61,11 +61,11 @@ def build(app: RecoveryApplication, view: KpiViewMixin, upto: int | None = None,
     return apply_log(app, view, REBUILD_BATCH, progress, (), None, stop=upto)
 
 
-def position(view: KpiViewMixin, app: RecoveryApplication, cursor: Any) -> int:
+def position(view: KpiViewMixin, app: RecoveryApplication, cursor: Cursor) -> int:
     return view._max_tracking_id(app.name, cursor) or 0  # type: ignore[attr-defined]
 
 
-def table_rows(view: KpiViewMixin, cursor: Any) -> dict[str, list[tuple[Any, ...]]]:
+def table_rows(view: KpiViewMixin, cursor: Cursor) -> dict[str, list[tuple[Any, ...]]]:
     """Every row of the read model's tables, sorted, without counter rows that are all zero."""
     found = {}
     for table in VIEW_TABLES:

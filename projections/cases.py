@@ -18,23 +18,10 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from domain.clock import from_us, to_us
 from domain.events import CASE_SELECTED, CASE_SUBMITTED
 from domain.policy import AUTHOR_KINDS, Policy
-from infra.sql import Dialect
+from infra.sql import Cursor, Dialect
+from infra.store import RecoveryApplication
 
 REWARD_REASONS = ("case_selected", "organisation_award")
-TABLES = [
-    "CREATE TABLE IF NOT EXISTS kpi_cases (uuid TEXT PRIMARY KEY, case_id TEXT NOT NULL, author TEXT NOT NULL,"
-    " unit TEXT NOT NULL, kind TEXT NOT NULL, submitted_at BIGINT NOT NULL, day TEXT NOT NULL,"
-    " month TEXT NOT NULL, round TEXT, selected_at BIGINT)",
-    "CREATE INDEX IF NOT EXISTS kpi_cases_month ON kpi_cases (month)",
-    "CREATE INDEX IF NOT EXISTS kpi_cases_round ON kpi_cases (round, unit)",
-    # One row per reward: `ref` is the case (case_selected) or "<round>/<unit>" (organisation_award).
-    "CREATE TABLE IF NOT EXISTS kpi_rewards (reason TEXT NOT NULL, ref TEXT NOT NULL, who TEXT NOT NULL,"
-    " at BIGINT NOT NULL, day TEXT NOT NULL, month TEXT NOT NULL, amount_fen BIGINT NOT NULL,"
-    " PRIMARY KEY (reason, ref))",
-    "CREATE INDEX IF NOT EXISTS kpi_rewards_day ON kpi_rewards (day)",
-]
-VIEW_TABLES = ("kpi_cases", "kpi_rewards")
-BIGINT_COLUMNS = ("submitted_at", "selected_at", "at", "amount_fen")
 _CASE_COLUMNS = ("uuid", "case_id", "author", "unit", "kind", "submitted_at", "day", "month", "round", "selected_at")
 _REWARD_COLUMNS = ("reason", "ref", "who", "at", "day", "month", "amount_fen")
 
@@ -56,7 +43,7 @@ def _reward(policy: Policy, reason: str, ref: str, who: str, at: int, amount: De
     return reason, ref, who, at, local.date().isoformat(), local.strftime("%Y-%m"), _fen(amount)
 
 
-def apply_cases(dialect: Dialect, c: Any, policy: Policy, events: list[Any]) -> None:
+def apply_cases(dialect: Dialect, c: Cursor, policy: Policy, events: list[Any]) -> None:
     """Apply a batch's case events (in log order, so a case's submission precedes its selection)."""
     submitted = []
     for e in events:
@@ -91,7 +78,7 @@ def apply_cases(dialect: Dialect, c: Any, policy: Policy, events: list[Any]) -> 
                    " day = excluded.day, month = excluded.month, amount_fen = excluded.amount_fen")
 
 
-def rewards(dialect: Dialect, c: Any, lo: str, hi: str) -> list[dict[str, Any]]:
+def rewards(dialect: Dialect, c: Cursor, lo: str, hi: str) -> list[dict[str, Any]]:
     """Rewards whose day is in [lo, hi], per person (or unit) and month, like penalties."""
     rows = dialect.rows(c, "SELECT who, month, reason, COUNT(*) AS n, SUM(amount_fen) AS amount FROM kpi_rewards"
                            " WHERE day >= ? AND day <= ? GROUP BY who, month, reason ORDER BY who, month, reason",
@@ -105,7 +92,7 @@ def rewards(dialect: Dialect, c: Any, lo: str, hi: str) -> list[dict[str, Any]]:
     return [{**e, "amount": _money(e["amount"])} for e in out.values()]
 
 
-def quota(dialect: Dialect, c: Any, policy: Policy, lo: str, hi: str) -> list[dict[str, Any]]:
+def quota(dialect: Dialect, c: Cursor, policy: Policy, lo: str, hi: str) -> list[dict[str, Any]]:
     """Per author and month (of `submitted`) with at least one submission in [lo, hi]: the month's
     submissions against the quota of the version in force at the month's first instant. Unit and
     kind are those of the author's latest submission that month."""
@@ -127,7 +114,7 @@ def quota(dialect: Dialect, c: Any, policy: Policy, lo: str, hi: str) -> list[di
     return out
 
 
-def case_metrics(dialect: Dialect, c: Any, policy: Policy, months: dict[str, date]) -> Iterator[Metric]:
+def case_metrics(dialect: Dialect, c: Cursor, policy: Policy, months: dict[str, date]) -> Iterator[Metric]:
     """Rewards and the quota by month label (current, previous) and reason or author kind: no
     per-person labels."""
     label_of = {first.strftime("%Y-%m"): label for label, first in months.items()}
@@ -160,7 +147,8 @@ def case_metrics(dialect: Dialect, c: Any, policy: Policy, months: dict[str, dat
         yield family
 
 
-def case_history(app: Any, policy: Policy, case_id: str, as_of: datetime | None = None) -> dict[str, Any] | None:
+def case_history(app: RecoveryApplication, policy: Policy, case_id: str,
+                 as_of: datetime | None = None) -> dict[str, Any] | None:
     """One case's recorded events and state as of a moment, as `history` shows a complaint's; None
     when no such case was recorded."""
     from domain.case import Case, case_uuid

@@ -32,7 +32,10 @@ from projections.facts import (
 from projections.report import money
 
 
-class UnknownComplaint(ValueError):
+class ComplaintNotRecorded(ValueError):
+    """No event of this complaint is in the log (as of the moment asked). Not the refusal
+    domain.errors.UnknownComplaint: a reader's error, shown as one line by the CLI (exit 2)."""
+
     reason = "unknown_complaint"
 
 
@@ -68,7 +71,7 @@ def complaint_history(app: RecoveryApplication, policy: Policy, complaint_id: st
     events = _recorded(app, uuid, as_of)
     if not events:
         when = f" as of {as_of.isoformat()}" if as_of else ""
-        raise UnknownComplaint(f"unknown_complaint: no complaint {complaint_id!r} recorded{when}")
+        raise ComplaintNotRecorded(f"unknown_complaint: no complaint {complaint_id!r} recorded{when}")
     complaint: Complaint | None = None
     for event in events:
         complaint = event.mutate(complaint)

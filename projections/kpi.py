@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from operator import attrgetter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from eventsourcing.persistence import IntegrityError, Tracking
 from eventsourcing.postgres import PostgresTrackingRecorder
@@ -29,7 +29,8 @@ from domain.events import (
     spec_type,
 )
 from domain.policy import Policy
-from infra.sql import POSTGRES, SQLITE, Dialect
+from infra.schema import VIEW_WRITER_LOCK
+from infra.sql import POSTGRES, SQLITE, Cursor, Dialect
 from projections import cases
 from projections.batchfacts import BatchFacts, FactsCache
 from projections.facts import (
@@ -46,57 +47,7 @@ from projections.facts import (
     penalties_of,
 )
 from projections.report import UNKNOWN_FIELD
-
-_INT_FACTS = {"received_at", "deadline", "repeat_at", "upgraded", "sensitive", "transferred",
-              "first_resolved_at", "first_response_at", "closed_at", "retained", "repeat_after_close",
-              "upgrade_after_close", "missed", "service_fault", "handling_fault_at",
-              "quiet_violations", "major_batch", "service_fault_at", "latest_repeat_at", "quick_until",
-              "opinion_at", "opinion_after_close", "opinion_response_at"} | {
-                  f for f in FACT_FIELDS if f.startswith("comp_")}
-
-FACT_TYPES = tuple("bigint" if f in _INT_FACTS else "text" for f in FACT_FIELDS)
-TABLES = [
-    "CREATE TABLE IF NOT EXISTS kpi_complaints ("
-    + ", ".join(f"{f} {'BIGINT' if f in _INT_FACTS else 'TEXT'}" for f in FACT_FIELDS)
-    + ", PRIMARY KEY (uuid))",
-    "CREATE INDEX IF NOT EXISTS kpi_complaints_repeat_of ON kpi_complaints (repeat_of)",
-    "CREATE INDEX IF NOT EXISTS kpi_complaints_cause ON kpi_complaints (category, region, received_at)",
-    "CREATE INDEX IF NOT EXISTS kpi_complaints_received ON kpi_complaints (received_at)",
-    "CREATE TABLE IF NOT EXISTS kpi_daily (day TEXT NOT NULL, dim TEXT NOT NULL, key TEXT NOT NULL, "
-    + ", ".join(f"{c} BIGINT NOT NULL DEFAULT 0" for c in COUNTERS)
-    + ", PRIMARY KEY (dim, key, day))",
-    # Month sums read one month's rows, however long the history (reports and every scrape).
-    "CREATE INDEX IF NOT EXISTS kpi_daily_by_day ON kpi_daily (dim, day)",
-    # All-time counters per tier and region: the backlog and the time distributions, whose size
-    # does not grow with the number of complaints (what /metrics reads).
-    "CREATE TABLE IF NOT EXISTS kpi_totals (tier TEXT NOT NULL, region TEXT NOT NULL, "
-    + ", ".join(f"{c} BIGINT NOT NULL DEFAULT 0" for c in COUNTERS)
-    + ", PRIMARY KEY (tier, region))",
-    "CREATE TABLE IF NOT EXISTS kpi_penalties (complaint TEXT NOT NULL, reason TEXT NOT NULL,"
-    " role TEXT NOT NULL, who TEXT NOT NULL, unit TEXT NOT NULL, at BIGINT NOT NULL, day TEXT NOT NULL,"
-    " month TEXT NOT NULL, amount_fen BIGINT NOT NULL, points_centi BIGINT NOT NULL,"
-    " PRIMARY KEY (complaint, reason, role))",
-    "CREATE INDEX IF NOT EXISTS kpi_penalties_day ON kpi_penalties (day)",
-    # Per person or unit and day: what the report lists, and the monthly points cap, read without
-    # scanning every penalty ever assessed.
-    "CREATE TABLE IF NOT EXISTS kpi_penalty_daily (day TEXT NOT NULL, who TEXT NOT NULL, reason TEXT NOT NULL,"
-    " month TEXT NOT NULL, n BIGINT NOT NULL, amount_fen BIGINT NOT NULL, points_centi BIGINT NOT NULL,"
-    " PRIMARY KEY (day, who, reason))",
-    "CREATE INDEX IF NOT EXISTS kpi_penalty_daily_who ON kpi_penalty_daily (who, month)",
-    "CREATE TABLE IF NOT EXISTS kpi_penalty_totals (month TEXT NOT NULL, unit TEXT NOT NULL,"
-    " reason TEXT NOT NULL, n BIGINT NOT NULL, amount_fen BIGINT NOT NULL, points_centi BIGINT NOT NULL,"
-    " PRIMARY KEY (month, unit, reason))",
-    "CREATE TABLE IF NOT EXISTS kpi_ingest (type TEXT NOT NULL, result TEXT NOT NULL,"
-    " reason TEXT NOT NULL, n BIGINT NOT NULL, PRIMARY KEY (type, result, reason))",
-    # Events the read model could not apply (a bug): passed over so that it never wedges, and
-    # shown on /metrics (recovery_read_model_faults) until a fixed release rebuilds it.
-    "CREATE TABLE IF NOT EXISTS kpi_faults (position BIGINT PRIMARY KEY, error TEXT NOT NULL)",
-    *cases.TABLES,
-]
-VIEW_WRITER_LOCK = 7_270_128
-SCHEMA_VERSION = 5  # bump when tables or COUNTERS change: an older read model is rebuilt from the log
-VIEW_TABLES = ("kpi_complaints", "kpi_daily", "kpi_totals", "kpi_penalties", "kpi_penalty_daily", "kpi_penalty_totals",
-               "kpi_ingest", "kpi_faults", *cases.VIEW_TABLES)
+from projections.schema import FACT_TYPES, TABLES
 
 
 def _adding(table: str, keys: Sequence[str], counters: Sequence[str]) -> str:
@@ -154,6 +105,12 @@ class KpiViewMixin:
     policy: Policy
     facts_cache: FactsCache | None = None
 
+    if TYPE_CHECKING:  # eventsourcing's tracking recorder's, which every view also is (declared only
+        # for the type checker: a method here would come before the recorder's)
+        def max_tracking_id(self, application_name: str) -> int | None: ...
+
+        def create_table(self) -> None: ...
+
     def process(self, items: Sequence[tuple[Any, Tracking]], after: int | None = None) -> None:
         """Apply a batch of recorded events and its last tracking record in one transaction.
 
@@ -195,7 +152,7 @@ class KpiViewMixin:
             self.dialect.execute(c, "INSERT INTO kpi_faults (position, error) VALUES (?, ?)", (position, error))
             self._insert_tracking(c, tracking)  # type: ignore[attr-defined]
 
-    def _apply(self, c: Any, items: Sequence[tuple[Any, Tracking]], cache: FactsCache | None) -> BatchFacts:
+    def _apply(self, c: Cursor, items: Sequence[tuple[Any, Tracking]], cache: FactsCache | None) -> BatchFacts:
         batch = BatchFacts(self.dialect, c, cache)
         needed = set()
         for event, _ in items:
@@ -258,7 +215,7 @@ class KpiViewMixin:
             f.assessed = text
         return withdrawn
 
-    def _write_facts(self, c: Any, batch: BatchFacts) -> None:
+    def _write_facts(self, c: Cursor, batch: BatchFacts) -> None:
         cohorts: dict[tuple[str, ...], dict[str, int]] = {}  # counter deltas per (day, *DIMENSIONS)
         changed = []
         for uuid, f in batch.facts.items():
@@ -292,7 +249,7 @@ class KpiViewMixin:
             c, "kpi_totals", ("tier", "region", *COUNTERS), ("text",) * 2 + ("bigint",) * len(COUNTERS),
             _rows(totals), _adding("kpi_totals", ("tier", "region"), COUNTERS))
 
-    def _write_penalties(self, c: Any, penalties: list[Penalty], withdrawn: list[Penalty]) -> None:
+    def _write_penalties(self, c: Cursor, penalties: list[Penalty], withdrawn: list[Penalty]) -> None:
         """Assessed once per complaint, trigger and role (a withdrawn one first leaves the sums);
         unrecorded points stop at the monthly cap (扣完为止)."""
         used: dict[tuple[str, str], int] = {}
@@ -358,17 +315,6 @@ class SQLiteKpiView(KpiViewMixin, SQLiteTrackingRecorder):
 
     def construct_create_table_statements(self) -> list[str]:
         return [*super().construct_create_table_statements(), *TABLES]
-
-
-# The counter tables are small and every batch updates their rows: without frequent vacuuming their
-# dead row versions would grow with the number of complaints, and so would every report and scrape.
-# Room left in each page lets an update stay on its page without touching the indexes (HOT).
-POSTGRES_VACUUM = [
-    *(f"ALTER TABLE {table} SET (fillfactor = 70, autovacuum_vacuum_threshold = 200,"
-      " autovacuum_vacuum_scale_factor = 0.02, autovacuum_analyze_scale_factor = 0.05)"
-      for table in ("kpi_daily", "kpi_totals", "kpi_penalty_daily", "kpi_penalty_totals", "kpi_ingest")),
-    "ALTER TABLE kpi_complaints SET (fillfactor = 70)",
-]
 
 
 class PostgresKpiView(KpiViewMixin, PostgresTrackingRecorder):

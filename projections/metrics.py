@@ -16,8 +16,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
+from eventsourcing.domain import DomainEvent
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -29,8 +30,10 @@ from prometheus_client.registry import Collector
 
 from domain import clock
 from domain.policy import Policy
+from infra.store import RecoveryApplication
 from projections.cases import case_metrics
 from projections.facts import COUNTERS, HOUR_BUCKETS
+from projections.kpi import KpiViewMixin
 from projections.report import RETENTION_BENCHMARK, UNKNOWN_FIELD, rates, sum_counters
 
 RATES = (  # metric name, report field
@@ -67,12 +70,12 @@ class LogLag:
     seconds: float
 
 
-def projection_lag(app: Any, view: Any) -> LogLag:
+def projection_lag(app: RecoveryApplication, view: KpiViewMixin) -> LogLag:
     """How far the KPI view is behind the event store."""
     return lag_behind(app, view.max_tracking_id(app.name))
 
 
-def lag_behind(app: Any, position: int | None) -> LogLag:
+def lag_behind(app: RecoveryApplication, position: int | None) -> LogLag:
     """How far a follower of the log (the KPI view, the outbox relay) at `position` is behind it:
     events not taken yet, and for how long the oldest of them has been waiting (0 when caught up)."""
     position = position or 0
@@ -82,7 +85,7 @@ def lag_behind(app: Any, position: int | None) -> LogLag:
     waiting = app.recorder.select_notifications(start=position + 1, limit=1)
     if not waiting:
         return LogLag(0, 0.0)
-    recorded = app.mapper.to_domain_event(waiting[0]).timestamp
+    recorded = cast(DomainEvent, app.mapper.to_domain_event(waiting[0])).timestamp
     return LogLag(newest - position, max(0.0, (clock.now() - recorded).total_seconds()))
 
 
@@ -98,7 +101,7 @@ def lag_gauges(name: str, not_taken: str, lag: LogLag) -> Iterator[Metric]:
 
 
 class KpiCollector(Collector):
-    def __init__(self, app: Any, view: Any, policy: Policy):
+    def __init__(self, app: RecoveryApplication, view: KpiViewMixin, policy: Policy):
         self.app, self.view, self.policy = app, view, policy
 
     def describe(self) -> list[Metric]:

@@ -13,7 +13,7 @@ from typing import Any
 from domain import clock
 from domain.envelope import OPINION_STAGES
 from domain.policy import Policy
-from infra.sql import Dialect
+from infra.sql import Cursor, Dialect
 from projections.cases import quota, rewards
 from projections.facts import COMPENSATION_KINDS, COUNTERS, DIMENSIONS, HOUR_BUCKETS, OUTCOMES, RESOLUTIONS
 
@@ -64,7 +64,7 @@ def rates(c: dict[str, int], places: int | None = 4) -> dict[str, Any]:
     return out
 
 
-def sum_counters(dialect: Dialect, cursor: Any, dim: str, start: str, end: str) -> list[dict[str, Any]]:
+def sum_counters(dialect: Dialect, cursor: Cursor, dim: str, start: str, end: str) -> list[dict[str, Any]]:
     sums = ", ".join(f"SUM({k}) AS {k}" for k in COUNTERS)
     rows = dialect.rows(
         cursor,
@@ -110,7 +110,7 @@ def build_report(dialect: Dialect, datastore: Any, policy: Policy, start: date |
     return report
 
 
-def _penalties(dialect: Dialect, cursor: Any, lo: str, hi: str) -> list[dict[str, Any]]:
+def _penalties(dialect: Dialect, cursor: Cursor, lo: str, hi: str) -> list[dict[str, Any]]:
     rows = dialect.rows(
         cursor,
         "SELECT who, month, reason, SUM(n) AS n, SUM(amount_fen) AS amount, SUM(points_centi) AS points"
@@ -136,7 +136,7 @@ def _penalties(dialect: Dialect, cursor: Any, lo: str, hi: str) -> list[dict[str
 UNKNOWN_FIELD = "unknown_field"  # kpi_ingest rows counting a key the contract does not define, by "<type>.<path>"
 
 
-def _ingest(dialect: Dialect, cursor: Any) -> dict[str, Any]:
+def _ingest(dialect: Dialect, cursor: Cursor) -> dict[str, Any]:
     rows = dialect.rows(cursor, "SELECT type, result, reason, n FROM kpi_ingest")
     counts: dict[str, Any] = {"accepted": 0, "duplicates": 0, "rejected": 0, "rejected_by_reason": {},
                               "unknown_fields": {}}

@@ -19,18 +19,11 @@ from eventsourcing.persistence import IntegrityError, Tracking
 from domain.policy import Policy
 from infra.config import CACHED_COMPLAINTS
 from infra.locks import naming_holders, set_lock_timeout
+from infra.schema import VIEW_WRITER_LOCK
 from infra.store import RecoveryApplication, following
 from projections.batchfacts import FactsCache
-from projections.kpi import (
-    POSTGRES_VACUUM,
-    SCHEMA_VERSION,
-    TABLES,
-    VIEW_TABLES,
-    VIEW_WRITER_LOCK,
-    KpiViewMixin,
-    PostgresKpiView,
-    SQLiteKpiView,
-)
+from projections.kpi import KpiViewMixin, PostgresKpiView, SQLiteKpiView
+from projections.schema import POSTGRES_VACUUM, SCHEMA_TABLE, SCHEMA_VERSION, TABLES, VIEW_TABLES
 
 log = logging.getLogger("recovery.read_model")
 
@@ -48,7 +41,7 @@ def open_view(app: RecoveryApplication, policy: Policy, read_only: bool = False,
     view.facts_cache = FactsCache(cached_complaints)
     if not read_only:
         with nullcontext() if app.dialect.postgres else app.writer.held():
-            view.create_table()  # type: ignore[attr-defined]
+            view.create_table()
             reset_view(app, view)
     return view
 
@@ -78,7 +71,7 @@ def reset_view(app: RecoveryApplication, view: KpiViewMixin, always: bool = Fals
     dialect = app.dialect
     tracking = getattr(view, "tracking_table_name", "tracking")
     with view_writer(app, lock_timeout) as c:
-        dialect.execute(c, "CREATE TABLE IF NOT EXISTS kpi_schema (version INTEGER NOT NULL)")
+        dialect.execute(c, SCHEMA_TABLE)
         found = [r["version"] for r in dialect.rows(c, "SELECT version FROM kpi_schema")]
         if found == [SCHEMA_VERSION] and not always:
             return False
@@ -117,7 +110,7 @@ def apply_log(app: RecoveryApplication, view: KpiViewMixin, batch_size: int,
     `after_batch` runs after each batch read from the log (housekeeping of a long catch-up)."""
     done = 0
     if recorded:
-        last = view.max_tracking_id(app.name) or 0  # type: ignore[attr-defined]
+        last = view.max_tracking_id(app.name) or 0
         run = following(recorded, last)[:batch_size]  # the rest, if any, is read below
         if run:
             try:
@@ -131,7 +124,7 @@ def apply_log(app: RecoveryApplication, view: KpiViewMixin, batch_size: int,
                 pass
     size = batch_size
     while True:
-        last = view.max_tracking_id(app.name) or 0  # type: ignore[attr-defined]
+        last = view.max_tracking_id(app.name) or 0
         if stop is not None and last >= stop:
             return done
         notifications = app.recorder.select_notifications(start=last + 1, limit=size, stop=stop)
@@ -144,7 +137,7 @@ def apply_log(app: RecoveryApplication, view: KpiViewMixin, batch_size: int,
             # Another process applied (some of) these first: its transaction won, ours rolled
             # back whole. Go on from its position. If nobody moved it, the conflict is not a
             # race but a fault of this batch: retrying would fail the same way for ever.
-            if (view.max_tracking_id(app.name) or 0) == last:  # type: ignore[attr-defined]
+            if (view.max_tracking_id(app.name) or 0) == last:
                 raise
             continue
         except Exception as error:

@@ -8,7 +8,7 @@ import pytest
 from app.cli import main
 from app.demo import generate
 from app.platform import Platform
-from projections.kpi import VIEW_TABLES
+from projections.schema import VIEW_TABLES
 
 
 @pytest.fixture

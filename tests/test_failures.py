@@ -308,7 +308,7 @@ def test_exports_are_created_owner_only(tmp_path):
 # --- a rebuild blocked by another session ------------------------------------------------------------
 
 def _read_model(url: str) -> dict[str, str]:
-    from projections.kpi import VIEW_TABLES
+    from projections.schema import VIEW_TABLES
 
     with psycopg.connect(url) as conn:
         return {t: conn.execute(f"SELECT md5(string_agg(r::text, ',' ORDER BY r::text)) FROM {t} AS r").fetchone()[0]

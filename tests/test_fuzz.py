@@ -37,7 +37,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from app.platform import Platform
-from projections.history import UnknownComplaint, complaint_history
+from projections.history import ComplaintNotRecorded, complaint_history
 from projections.report import build_report
 
 REASONS = {"invalid_event", "bad_amount", "unknown_complaint", "complaint_exists", "invalid_transition",
@@ -257,7 +257,7 @@ def test_mutated_envelopes_never_crash_lose_a_line_or_poison_the_store(store_url
             (before["totals"], before["penalties"], before["ingest"])
         found = 0
         for n in range(tried["examples"]):
-            with contextlib.suppress(UnknownComplaint):
+            with contextlib.suppress(ComplaintNotRecorded):
                 found += complaint_history(platform.app, platform.policy, f"FZ-{n}", None)["complaint_id"] == f"FZ-{n}"
         assert found > 0
         backend = "postgres" if platform.app.dialect.postgres else "sqlite"

@@ -389,15 +389,15 @@ def test_a_batch_with_refusals_leaves_no_reference_cycles(platform):
 def test_housekeeping_collects_garbage_once_a_minute_and_young_collections_are_rarer(sqlite_url, policy):
     import gc
 
-    from app import platform as platform_module
+    from app import housekeeping
     from infra.memory import YOUNG_COLLECTION_ALLOCATIONS
 
-    with mock.patch.object(platform_module, "collect_all") as collect:
+    with mock.patch.object(housekeeping, "collect_all") as collect:
         with Platform(sqlite_url, policy) as p:
             assert gc.get_threshold()[0] == YOUNG_COLLECTION_ALLOCATIONS
             p.catch_up()
             assert not collect.called
-            with mock.patch.object(platform_module, "HOUSEKEEPING_EVERY_SECONDS", 0):
+            with mock.patch.object(housekeeping, "HOUSEKEEPING_EVERY_SECONDS", 0):
                 p.catch_up()
             assert collect.called
 
@@ -405,9 +405,9 @@ def test_housekeeping_collects_garbage_once_a_minute_and_young_collections_are_r
 @pytest.mark.postgres
 def test_the_tables_every_batch_rewrites_are_vacuumed_without_error(postgres_url, policy, caplog):
     """Where autovacuum is off or behind, their dead row versions would slow every batch."""
-    from app import platform as platform_module
+    from app import housekeeping
 
-    with Platform(postgres_url, policy) as p, mock.patch.object(platform_module, "HOUSEKEEPING_EVERY_SECONDS", 0):
+    with Platform(postgres_url, policy) as p, mock.patch.object(housekeeping, "HOUSEKEEPING_EVERY_SECONDS", 0):
         f = Feed()
         f.received("C1", "2026-11-02T09:00:00+08:00")
         f.resolved("C1", "2026-11-02T10:00:00+08:00")

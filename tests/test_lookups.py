@@ -13,8 +13,9 @@ import pytest
 from feed import Feed
 from psycopg.rows import dict_row
 
-from app import platform as platform_module
-from app.platform import ANALYZED_TABLES, Platform
+from app import housekeeping
+from app.housekeeping import ANALYZED_TABLES
+from app.platform import Platform
 from infra.sql import POSTGRES, SQLITE
 
 
@@ -75,7 +76,7 @@ def test_housekeeping_gathers_statistics_of_the_probed_tables_where_autovacuum_h
         deadline, analyzed = time.monotonic() + 20, set()
         while not {"recovery_keys", "recovery_customer_issues"} <= analyzed and time.monotonic() < deadline:
             # Each server process reports its counts of changed rows within a second or so.
-            with mock.patch.object(platform_module, "HOUSEKEEPING_EVERY_SECONDS", 0):
+            with mock.patch.object(housekeeping, "HOUSEKEEPING_EVERY_SECONDS", 0):
                 p.catch_up()
             analyzed = {r[0] for r in conn.execute(
                 "SELECT relname FROM pg_stat_user_tables WHERE last_analyze IS NOT NULL AND relname = ANY(%s)",

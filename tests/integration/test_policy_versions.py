@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from feed import Feed
+from support.feed import Feed
 
 from app.cli import main
 from app.platform import Platform

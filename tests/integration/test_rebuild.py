@@ -19,7 +19,7 @@ from app.cli import main
 from app.demo import generate
 from app.platform import Platform
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from unittest import mock
 
-from feed import Feed
+from support.feed import Feed
 
 from app.cli import main
 from domain.complaint import Complaint

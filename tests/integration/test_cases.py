@@ -7,8 +7,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from casefeed import case_env, selected, submitted
-from feed import Feed
+from support.casefeed import case_env, selected, submitted
+from support.feed import Feed
 
 from app.cli import main
 from app.platform import Platform

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_scenarios import november_history
+from support.histories import november_history
 
 from app.cli import main
 from app.platform import Platform

@@ -155,6 +155,16 @@ def store_url(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
+def store(store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh store of each backend for the command line: RECOVERY_DATABASE_URL names it, and refused
+    lines go to tmp_path/dead.jsonl. Returns its URL. A module that needs it filled overrides it
+    (`def store(store): ...`)."""
+    monkeypatch.setenv("RECOVERY_DATABASE_URL", store_url)
+    monkeypatch.setenv("RECOVERY_DEAD_LETTER_FILE", str(tmp_path / "dead.jsonl"))
+    return store_url
+
+
+@pytest.fixture
 def platform(store_url, policy):
     """The composition root over a fresh store of each backend, with the tests' policy."""
     from app.platform import Platform

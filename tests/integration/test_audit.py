@@ -11,13 +11,6 @@ from app.platform import Platform
 from projections.kpi import VIEW_TABLES
 
 
-@pytest.fixture
-def store(store_url, tmp_path, monkeypatch):
-    monkeypatch.setenv("RECOVERY_DATABASE_URL", store_url)
-    monkeypatch.setenv("RECOVERY_DEAD_LETTER_FILE", str(tmp_path / "dead.jsonl"))
-    return store_url
-
-
 def tables(url: str) -> dict[str, list[tuple]]:
     platform = Platform(url)
     try:

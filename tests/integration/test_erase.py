@@ -15,16 +15,14 @@ SECRET = "Mr Wang, 138-0000-1234, says the bill is wrong"
 
 
 @pytest.fixture
-def store(store_url, tmp_path, monkeypatch):
-    monkeypatch.setenv("RECOVERY_DATABASE_URL", store_url)
-    monkeypatch.setenv("RECOVERY_DEAD_LETTER_FILE", str(tmp_path / "dead.jsonl"))
+def store(store):
     feed = november_history()
     feed.envelope("responded", "C1", "2026-11-21T10:00:00+08:00", {"channel": "call", "summary": SECRET})
     feed.received("C1", "2026-11-21T11:00:00+08:00", customer="cust-A", summary=SECRET)  # refused: complaint_exists
-    platform = Platform(store_url)
+    platform = Platform(store)
     platform.ingest_lines(feed.lines, batch_size=7)
     platform.close()
-    return store_url
+    return store
 
 
 def run(capsys, *args: str) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
 from support.feed import Feed
 from support.histories import november_history
 
@@ -18,15 +17,8 @@ def run(capsys, *args: str) -> dict:
     return json.loads(capsys.readouterr().out) if "json" in args else capsys.readouterr().out
 
 
-@pytest.fixture
-def store(store_url, tmp_path, monkeypatch):
-    monkeypatch.setenv("RECOVERY_DATABASE_URL", store_url)
-    monkeypatch.setenv("RECOVERY_DEAD_LETTER_FILE", str(tmp_path / "dead.jsonl"))
-    return tmp_path
-
-
-def test_november_kpis_match_the_hand_worked_values(store, capsys):
-    feed = november_history().write(store / "nov.jsonl")
+def test_november_kpis_match_the_hand_worked_values(store, tmp_path, capsys):
+    feed = november_history().write(tmp_path / "nov.jsonl")
     assert main(["ingest", str(feed)]) == 0
     summary = capsys.readouterr().out
     assert "accepted 31, duplicates 1, rejected 4" in summary
@@ -64,7 +56,7 @@ def test_november_kpis_match_the_hand_worked_values(store, capsys):
     assert report["ingest"] == {"accepted": 31, "duplicates": 1, "rejected": 4, "rejected_by_reason": {
         "invalid_event": 1, "unknown_complaint": 1, "invalid_transition": 1, "over_authority": 1},
         "unknown_fields": {}}
-    dead = [json.loads(line) for line in (store / "dead.jsonl").read_text().splitlines()]
+    dead = [json.loads(line) for line in (tmp_path / "dead.jsonl").read_text().splitlines()]
     assert sorted(d["reason"] for d in dead) == ["invalid_event", "invalid_transition", "over_authority",
                                                  "unknown_complaint"]
     assert any(d["line"] == '{"event_id": "broken"' for d in dead)
@@ -81,22 +73,22 @@ def test_november_kpis_match_the_hand_worked_values(store, capsys):
     again = run(capsys, "report", "--from", "2026-11-01", "--to", "2026-11-30", "--format", "json")
     assert again["totals"] == t and again["penalties"] == report["penalties"]
     assert again["ingest"] == {**report["ingest"], "duplicates": 1 + 36}
-    assert len((store / "dead.jsonl").read_text().splitlines()) == 4
+    assert len((tmp_path / "dead.jsonl").read_text().splitlines()) == 4
 
 
-def test_cohorts_follow_the_policy_time_zone_and_inclusive_dates(store, capsys):
+def test_cohorts_follow_the_policy_time_zone_and_inclusive_dates(store, tmp_path, capsys):
     f = Feed()
     f.received("N1", "2026-11-30T23:30:00+08:00")
     f.received("D1", "2026-11-30T17:00:00+00:00")  # 01:00 on 1 December in Shanghai
-    assert main(["ingest", str(f.write(store / "edge.jsonl"))]) == 0
+    assert main(["ingest", str(f.write(tmp_path / "edge.jsonl"))]) == 0
     nov = run(capsys, "report", "--from", "2026-11-30", "--to", "2026-11-30", "--format", "json")
     dec = run(capsys, "report", "--from", "2026-12-01", "--to", "2026-12-01", "--format", "json")
     assert nov["totals"]["received"] == 1 and dec["totals"]["received"] == 1
     assert nov["totals"]["timely_rate"] is None  # no denominator yet
 
 
-def test_table_report_prints(store, capsys):
-    feed = november_history().write(store / "nov.jsonl")
+def test_table_report_prints(store, tmp_path, capsys):
+    feed = november_history().write(tmp_path / "nov.jsonl")
     main(["ingest", str(feed)])
     out = run(capsys, "report", "--by", "tier")
     assert "total" in out and "vip" in out and "accepted 31" in out

@@ -13,10 +13,8 @@ from app.platform import Platform
 
 
 @pytest.fixture
-def store(store_url, tmp_path, monkeypatch):
-    monkeypatch.setenv("RECOVERY_DATABASE_URL", store_url)
-    monkeypatch.setenv("RECOVERY_DEAD_LETTER_FILE", str(tmp_path / "dead.jsonl"))
-    platform = Platform(store_url)
+def store(store):
+    platform = Platform(store)
     platform.ingest_lines(november_history().lines, batch_size=5)  # several writes, several blocks
     yield platform
     platform.close()

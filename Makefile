@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: install demo up down lint test test-unit bench clean
+.PHONY: install demo up down lint test test-unit test-integration test-kafka test-prometheus test-e2e bench clean
 
 install: $(VENV)/.installed
 
@@ -35,10 +35,15 @@ lint: install
 test: lint
 	$(BIN)/python -m pytest -q
 
-# The tests that need no database server, Kafka broker or Prometheus (marker `unit`, applied in
-# tests/conftest.py): seconds, no lint.
+# The tests that need no database server, Kafka broker or Prometheus (tests/unit/ and the tests
+# marked `unit` elsewhere; markers by folder in tests/conftest.py): seconds, no lint.
 test-unit: install
 	$(BIN)/python -m pytest -q -m unit
+
+# One layer alone, by its marker: tests/integration/ (the store on SQLite and PostgreSQL), tests/kafka/
+# (a real broker), tests/prometheus/ (a real Prometheus), tests/end_to_end/ (marker e2e). No lint.
+test-integration test-kafka test-prometheus test-e2e: install
+	$(BIN)/python -m pytest -q -m $(patsubst test-%,%,$@)
 
 # Benchmarks (PostgreSQL and the test broker, as for `make test`); results in bench/results/*.json
 # and docs/benchmarks.md. At the issue's sizes (the defaults) run 5 took 35 minutes on 2 cores, 18 of

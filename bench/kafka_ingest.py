@@ -130,7 +130,7 @@ def main() -> int:
         return 0
 
     from kafka import KafkaProducer
-    from kafka_broker import broker, create_topics
+    from support.kafka_broker import broker, create_topics
 
     rows, results = [], []
     with tempfile.TemporaryDirectory() as tmp, broker() as bootstrap:

@@ -24,31 +24,43 @@ from domain.policy import load_policy
 # future-time guard (SPEC §2, max_future_minutes) is lifted for them. Its own tests use the defaults.
 REPLAY_FUTURE_MINUTES = 100_000_000
 
-# Test files that need no database server, Kafka broker or Prometheus (an embedded SQLite file at
-# most): marked `unit`, run by `make test-unit` in seconds. A file joins when none of its tests asks
-# for postgres_url/store_url/postgres_server or starts a broker or Prometheus. A file that has both
-# kinds marks its unit tests itself (test_eventsourcing_contract.py).
-UNIT_FILES = {
-    "test_complaint.py",
-    "test_demo.py",
-    "test_envelope.py",
-    "test_envelope_limits.py",
-    "test_layers.py",
-    "test_policy.py",
-    "test_settings.py",
-    "test_timelimits.py",
-}
-
+# Tests are grouped by what they need, one folder per layer; the folder gives the marker (`pytest -m
+# kafka` or `pytest tests/kafka` runs one layer):
+#   unit/         nothing but an embedded SQLite file at most: no server, broker or Prometheus (`make test-unit`)
+#   integration/  the store and its projections, on SQLite and PostgreSQL (store_url), promtool at most
+#   kafka/        a real Kafka-protocol broker (tansu), with PostgreSQL
+#   prometheus/   a real Prometheus scraping real exporters, with the broker
+#   end_to_end/   the command line and `make up` as subprocesses, a store of the previous release
+# A test marked with a layer itself keeps it: a file with both kinds lives where its heaviest need is
+# and marks its server-free tests `unit` (integration/test_eventsourcing_contract.py).
+# `postgres` is orthogonal: every test that asks for a PostgreSQL fixture (or the PostgreSQL half of
+# store_url) carries it, whatever its folder.
+LAYERS = {"unit": "unit", "integration": "integration", "kafka": "kafka", "prometheus": "prometheus",
+          "end_to_end": "e2e"}
 
 SERVER_FIXTURES = {"postgres_server", "postgres_url", "store_url"}
 
 
+def _layer(item: pytest.Item) -> str:
+    folder = item.path.relative_to(Path(__file__).parent).parts[0]
+    if folder not in LAYERS:
+        raise pytest.UsageError(f"{item.nodeid}: tests live in one of the layer folders {sorted(LAYERS)}")
+    return LAYERS[folder]
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
-        if item.path.name in UNIT_FILES:
-            if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
-                raise pytest.UsageError(f"{item.nodeid} needs PostgreSQL: take its file out of UNIT_FILES")
-            item.add_marker(pytest.mark.unit)
+        layers = {mark.name for mark in item.iter_markers()} & set(LAYERS.values())
+        if not layers:
+            layer = _layer(item)
+            item.add_marker(layer)
+            layers = {layer}
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if "unit" in layers and SERVER_FIXTURES & fixtures:
+            raise pytest.UsageError(f"{item.nodeid} needs PostgreSQL: a `unit` test may not ask for "
+                                    f"{', '.join(sorted(SERVER_FIXTURES & fixtures))}")
+        if {"postgres_server", "postgres_url"} & fixtures:
+            item.add_marker(pytest.mark.postgres)
 
 
 @pytest.fixture(scope="session")
@@ -140,6 +152,16 @@ def store_url(request: pytest.FixtureRequest) -> str:
     if request.param == "sqlite":
         return request.getfixturevalue("sqlite_url")
     return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+def store(store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh store of each backend for the command line: RECOVERY_DATABASE_URL names it, and refused
+    lines go to tmp_path/dead.jsonl. Returns its URL. A module that needs it filled overrides it
+    (`def store(store): ...`)."""
+    monkeypatch.setenv("RECOVERY_DATABASE_URL", store_url)
+    monkeypatch.setenv("RECOVERY_DEAD_LETTER_FILE", str(tmp_path / "dead.jsonl"))
+    return store_url
 
 
 @pytest.fixture

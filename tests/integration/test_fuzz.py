@@ -32,9 +32,9 @@ import re
 from collections import Counter
 from typing import Any
 
-from feed import LEAD, Feed
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.feed import LEAD, Feed
 
 from app.platform import Platform
 from projections.history import ComplaintNotRecorded, complaint_history

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
-from kafka_broker import broker, create_topics
-from prometheus_server import free_port
-from test_metrics import samples, value
-from test_scenarios import november_history
+from support.exposition import samples, value
+from support.histories import november_history
+from support.kafka_broker import broker, create_topics
+from support.prometheus_server import free_port
 
 from app.demo import generate
 from app.platform import Platform
@@ -458,7 +458,7 @@ def test_case_events_keyed_by_case_id_give_rewards_and_a_bad_case_message_goes_t
         postgres_url, topics, tmp_path):
     """SPEC §7 on Kafka: case messages keyed by case_id on the inbound topic, over two partitions;
     the rewards of the file ingest, case events published with their SPEC types, the refusal on the DLQ."""
-    from casefeed import case_env, selected, submitted
+    from support.casefeed import case_env, selected, submitted
 
     env = topics(2)
     lines = [submitted(f"K{i}", f"2026-11-0{i}T10:00:00+08:00", author=f"h-{i}", unit="unit-A") for i in (1, 2, 3)]

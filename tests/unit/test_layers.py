@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parents[2]
 # Highest first; `domain` imports nothing of ours, `infra` only `domain`.
 FLOORS = ["app", "consumers", "service", "projections", "infra", "domain"]
 ENVIRONMENT = {"environ", "environb", "getenv", "getenvb"}

@@ -7,8 +7,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from casefeed import case_env, selected, submitted
-from feed import Feed
+from support.casefeed import case_env, selected, submitted
+from support.feed import Feed
 
 from app.cli import main
 from app.platform import Platform
@@ -162,9 +162,7 @@ def test_the_quota_per_author_and_month_shows_the_shortfall(platform):
     assert [(c["author"], c["month"]) for c in december["cases"]] == [("h-1", "2026-12")]
 
 
-def test_rewards_survive_a_rebuild_and_the_erasure_of_a_customer(store_url, policy, monkeypatch, capsys, tmp_path):
-    monkeypatch.setenv("RECOVERY_DATABASE_URL", store_url)
-    monkeypatch.setenv("RECOVERY_DEAD_LETTER_FILE", str(tmp_path / "dead.jsonl"))
+def test_rewards_survive_a_rebuild_and_the_erasure_of_a_customer(store, policy, capsys, tmp_path):
     f = Feed()
     f.received("C1", at(2, "09:00"), customer="cust-A")
     lines = f.lines + [line for s in library() for line in s]
@@ -196,8 +194,7 @@ def test_rewards_survive_a_rebuild_and_the_erasure_of_a_customer(store_url, poli
 
 
 def test_reward_amounts_follow_the_policy_version_in_force_at_the_selection(
-        store_url, monkeypatch, capsys, tmp_path, replay_policy_file):
-    monkeypatch.setenv("RECOVERY_DATABASE_URL", store_url)
+        store, monkeypatch, capsys, tmp_path, replay_policy_file):
     (tmp_path / "nov.jsonl").write_text("\n".join([
         submitted("K1", at(2), unit="unit-A"), submitted("K2", at(3), author="h-2", unit="unit-A"),
         submitted("K3", at(4), author="h-3", unit="unit-B"), submitted("K4", at(5), author="h-4", unit="unit-B"),

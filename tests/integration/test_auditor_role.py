@@ -11,12 +11,12 @@ from urllib.parse import urlparse, urlunparse
 
 import psycopg
 import pytest
-from test_scenarios import november_history
+from support.histories import november_history
 
 from app.platform import Platform
 
 pytestmark = pytest.mark.postgres
-SQL = Path(__file__).resolve().parents[1] / "infra/postgres/auditor.sql"
+SQL = Path(__file__).resolve().parents[2] / "infra/postgres/auditor.sql"
 
 
 def login_url(url: str, login: str) -> str:
@@ -161,7 +161,7 @@ def test_the_service_still_ingests_and_reports_after_the_script(postgres_url, ro
     model's writer lock) and temporary tables (COPY staging of 200 rows or more)."""
     import json
 
-    from feed import Feed
+    from support.feed import Feed
 
     from app.cli import main
 

@@ -6,17 +6,15 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_scenarios import november_history
+from support.histories import november_history
 
 from app.cli import main
 from app.platform import Platform
 
 
 @pytest.fixture
-def store(store_url, tmp_path, monkeypatch):
-    monkeypatch.setenv("RECOVERY_DATABASE_URL", store_url)
-    monkeypatch.setenv("RECOVERY_DEAD_LETTER_FILE", str(tmp_path / "dead.jsonl"))
-    platform = Platform(store_url)
+def store(store):
+    platform = Platform(store)
     platform.ingest_lines(november_history().lines, batch_size=5)  # several writes, several blocks
     yield platform
     platform.close()

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from feed import Feed
 from kafka.errors import KafkaError, KafkaTimeoutError
+from support.feed import Feed
 
 from app.platform import Platform
 from consumers.outbox import RELAY, OutboxRelay

@@ -7,7 +7,7 @@ import json
 from unittest import mock
 
 import pytest
-from feed import Feed
+from support.feed import Feed
 
 from app.platform import Platform
 from domain.complaint import complaint_uuid

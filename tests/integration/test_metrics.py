@@ -7,45 +7,20 @@ import json
 import subprocess
 import urllib.error
 import urllib.request
-from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
+from datetime import timedelta
 
 import psycopg
 import pytest
-from casefeed import selected, submitted
-from feed import Feed
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
-from prometheus_server import ensure_installed
-from test_scenarios import november_history
+from support.exposition import samples, value
+from support.histories import SEEN_AT, metrics_history, november_history
+from support.prometheus_server import ensure_installed
 
 from app.http import MetricsServer
 from app.platform import Platform
 from domain import clock
 from projections.metrics import KpiCollector
-
-SEEN_AT = datetime(2026, 11, 25, 12, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
-
-
-def history() -> list[str]:
-    october = Feed()
-    # O1: resolved within the hour, closed satisfied and retained: on time, recovered.
-    october.received("O1", "2026-10-15T09:00:00+08:00", region="xuzhou", customer="cust-O1")
-    october.resolved("O1", "2026-10-15T10:00:00+08:00")
-    october.closed("O1", "2026-10-15T11:00:00+08:00", retained=True)
-    # O2: due 10-22 09:00, resolved 10-25: late; the miss costs h-1 100 and tl-1 50 in October.
-    october.received("O2", "2026-10-20T09:00:00+08:00", customer="cust-O2")
-    # ... and went public on 10-24 (outbreak, still): its next contact, the resolve, 24 h later.
-    october.public_opinion("O2", "2026-10-24T09:00:00+08:00", "outbreak")
-    october.resolved("O2", "2026-10-25T09:00:00+08:00")
-    renamed = [json.dumps({**json.loads(line), "event_id": f"oct-{i}"}) for i, line in enumerate(october.lines)]
-    # November's typical cases: two handlers of huaian-cs submit one each (quota 2: short by one
-    # each), a department head one; both handlers' cases are selected: 2 x 100, and huaian-cs's award.
-    cases = [submitted("K1", "2026-11-03T09:00:00+08:00", author="h-1"),
-             submitted("K2", "2026-11-04T09:00:00+08:00", author="h-2"),
-             submitted("K3", "2026-11-05T09:00:00+08:00", author="dh-1", kind="department"),
-             selected("K1", "2026-11-20T09:00:00+08:00"), selected("K2", "2026-11-20T10:00:00+08:00")]
-    return renamed + november_history().lines + cases
 
 
 @pytest.fixture
@@ -59,18 +34,9 @@ def fixed_clock():
 @pytest.fixture
 def platform(store_url, fixed_clock):
     p = Platform(store_url)
-    p.ingest_lines(history(), batch_size=7)
+    p.ingest_lines(metrics_history(), batch_size=7)
     yield p
     p.close()
-
-
-def samples(text: str) -> dict[tuple[str, frozenset], float]:
-    return {(s.name, frozenset(s.labels.items())): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
-
-
-def value(found: dict, name: str, **labels: str) -> float | None:
-    return found.get((name, frozenset(labels.items())))
 
 
 def scrape(platform: Platform) -> str:
@@ -162,7 +128,7 @@ def test_no_labels_identify_customers_complaints_or_people(platform):
 
 def test_resending_the_history_changes_no_metric(platform):
     before = samples(scrape(platform))
-    platform.ingest_lines(history(), batch_size=5)
+    platform.ingest_lines(metrics_history(), batch_size=5)
     after = samples(scrape(platform))
     changed = {k for k in before if before[k] != after.get(k)}
     assert changed <= {k for k in before if k[0] == "recovery_inbound_events_total"}
@@ -217,11 +183,11 @@ def test_recovery_metrics_serves_an_embedded_store_and_stops_on_sigterm(tmp_path
     import time
     from pathlib import Path
 
-    from prometheus_server import free_port
+    from support.prometheus_server import free_port
 
     url = f"sqlite:///{tmp_path / 'recovery.db'}"
     seeded = Platform(url)
-    seeded.ingest_lines(history())
+    seeded.ingest_lines(metrics_history())
     seeded.close()
     recovery = str(Path(sys.executable).with_name("recovery"))
     env = {**os.environ, "RECOVERY_DATABASE_URL": url}

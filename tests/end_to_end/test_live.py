@@ -17,12 +17,12 @@ from pathlib import Path
 import psycopg
 import pytest
 import yaml
-from prometheus_server import Prometheus
+from support.prometheus_server import Prometheus
 
 from app.live import started_at
 
 pytestmark = pytest.mark.postgres
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 VENV = Path(sys.executable).parent.parent
 NAMES = ("kafka", "serve", "prometheus", "feeder")
 UNEVALUATED = "0001-01-01T00:00:00Z"

@@ -12,16 +12,16 @@ import pytest
 import yaml
 from eventsourcing.persistence import Tracking
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from kafka_broker import broker, create_topics
-from prometheus_server import ensure_installed, prometheus
-from test_metrics import history
+from support.histories import metrics_history
+from support.kafka_broker import broker, create_topics
+from support.prometheus_server import ensure_installed, prometheus
 
 from app.http import MetricsServer
 from app.platform import Platform
 from consumers.lag import ConsumerLagCollector, OutboxLagCollector
 from consumers.outbox import RELAY
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "infra/grafana/dashboards/service-recovery.json"
 RULES = ROOT / "infra/prometheus/rules.yml"
 GRAFANA_VARIABLES = {"$month": "current", "$region": ".*", "$__rate_interval": "1m"}
@@ -114,7 +114,7 @@ def real_consumer_lag() -> ConsumerLagCollector:
 
 @pytest.fixture(scope="module")
 def exporters(tmp_path_factory):
-    from test_metrics import SEEN_AT
+    from support.histories import SEEN_AT
 
     from domain import clock
 
@@ -122,7 +122,7 @@ def exporters(tmp_path_factory):
     previous = clock.use_clock(lambda: SEEN_AT)
     url = f"sqlite:///{tmp_path_factory.mktemp('store') / 'recovery.db'}"
     platform = Platform(url)
-    platform.ingest_lines(history(), batch_size=7)
+    platform.ingest_lines(metrics_history(), batch_size=7)
     # Two replicas over one store (the same store-derived values twice); one owns the partitions.
     first = MetricsServer(platform, port=0).start()
     second = MetricsServer(platform, port=0)

@@ -11,13 +11,6 @@ from app.platform import Platform
 from projections.schema import VIEW_TABLES
 
 
-@pytest.fixture
-def store(store_url, tmp_path, monkeypatch):
-    monkeypatch.setenv("RECOVERY_DATABASE_URL", store_url)
-    monkeypatch.setenv("RECOVERY_DEAD_LETTER_FILE", str(tmp_path / "dead.jsonl"))
-    return store_url
-
-
 def tables(url: str) -> dict[str, list[tuple]]:
     platform = Platform(url)
     try:
@@ -48,7 +41,7 @@ def test_report_as_of_gives_the_figures_as_they_stood_then(store, capsys):
     from datetime import datetime, timedelta
     from zoneinfo import ZoneInfo
 
-    from test_scenarios import november_history
+    from support.histories import november_history
 
     from domain import clock
 
@@ -116,7 +109,7 @@ def history(capsys, *args: str) -> dict:
 
 
 def test_history_shows_every_event_and_the_state_as_of_a_moment(store, capsys):
-    from test_scenarios import november_history
+    from support.histories import november_history
 
     record_as_it_happened(store, november_history().lines)
 
@@ -167,7 +160,7 @@ def test_history_shows_every_event_and_the_state_as_of_a_moment(store, capsys):
 def test_an_export_reimported_into_an_empty_store_gives_the_same_reports(store, fmt, tmp_path, capsys, monkeypatch):
     import json
 
-    from test_scenarios import november_history
+    from support.histories import november_history
 
     platform = Platform(store)
     platform.ingest_lines(november_history().lines + generate(seed=9, complaints=300), batch_size=200)
@@ -204,7 +197,7 @@ def test_export_rows_carry_position_type_complaint_and_hash_and_a_range_narrows_
     import json
     from datetime import UTC, datetime
 
-    from test_scenarios import november_history
+    from support.histories import november_history
 
     from domain import clock
 

@@ -23,11 +23,11 @@ from urllib.parse import urlparse, urlunparse
 
 import psycopg
 import pytest
-from feed import Feed
+from support.feed import Feed
 
 from infra.reach import connection_cause
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def recovery(*args: str, url: str, prefix: tuple[str, ...] = (), cwd: Path | None = None,
@@ -319,7 +319,7 @@ def _read_model(url: str) -> dict[str, str]:
 def test_a_rebuild_blocked_by_another_session_names_it_and_changes_nothing(postgres_url):
     """A reader's open transaction does not block a rebuild (it swaps rows, readers keep reading);
     a session holding a lock that stops writers does, and is named."""
-    from test_scenarios import november_history
+    from support.histories import november_history
 
     from app.platform import Platform
 

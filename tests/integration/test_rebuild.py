@@ -19,15 +19,14 @@ from app.cli import main
 from app.demo import generate
 from app.platform import Platform
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def store(store_url, monkeypatch, policy):
-    monkeypatch.setenv("RECOVERY_DATABASE_URL", store_url)
-    with Platform(store_url, policy) as p:
+def store(store, policy):
+    with Platform(store, policy) as p:
         p.ingest_lines(generate(seed=31, complaints=600), batch_size=200)
-    return store_url
+    return store
 
 
 def report(capsys) -> dict:

@@ -10,8 +10,8 @@ from unittest import mock
 
 import psycopg
 import pytest
-from feed import Feed
 from psycopg.rows import dict_row
+from support.feed import Feed
 
 from app import housekeeping
 from app.housekeeping import ANALYZED_TABLES

@@ -18,7 +18,7 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from feed import Feed
+from support.feed import Feed
 
 from app.platform import Platform
 from domain.complaint import complaint_uuid

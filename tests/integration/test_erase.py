@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_scenarios import november_history
+from support.histories import november_history
 
 from app.cli import main
 from app.platform import Platform
@@ -15,16 +15,14 @@ SECRET = "Mr Wang, 138-0000-1234, says the bill is wrong"
 
 
 @pytest.fixture
-def store(store_url, tmp_path, monkeypatch):
-    monkeypatch.setenv("RECOVERY_DATABASE_URL", store_url)
-    monkeypatch.setenv("RECOVERY_DEAD_LETTER_FILE", str(tmp_path / "dead.jsonl"))
+def store(store):
     feed = november_history()
     feed.envelope("responded", "C1", "2026-11-21T10:00:00+08:00", {"channel": "call", "summary": SECRET})
     feed.received("C1", "2026-11-21T11:00:00+08:00", customer="cust-A", summary=SECRET)  # refused: complaint_exists
-    platform = Platform(store_url)
+    platform = Platform(store)
     platform.ingest_lines(feed.lines, batch_size=7)
     platform.close()
-    return store_url
+    return store
 
 
 def run(capsys, *args: str) -> str:
@@ -105,7 +103,7 @@ def test_erase_destroys_the_key_and_nothing_else_changes(store, capsys, tmp_path
 
 
 def test_text_sent_in_the_same_batch_as_its_complaint_is_kept(store, capsys, tmp_path):
-    from feed import Feed
+    from support.feed import Feed
 
     feed = Feed()
     feed.received("N1", "2026-11-22T09:00:00+08:00", customer="cust-N", summary="first words")
@@ -122,7 +120,7 @@ def test_text_sent_in_the_same_batch_as_its_complaint_is_kept(store, capsys, tmp
 def test_a_follow_up_is_sealed_with_its_customers_key_after_the_key_left_the_cache(store_url, monkeypatch, capsys):
     """The service keeps the most recently used customer keys; an older one is read back from the
     store, never replaced or skipped."""
-    from feed import Feed
+    from support.feed import Feed
 
     from service import ingest
 
@@ -140,7 +138,7 @@ def test_a_follow_up_is_sealed_with_its_customers_key_after_the_key_left_the_cac
 
 
 def test_the_keys_a_batch_of_follow_ups_seals_with_are_read_in_one_query(store_url, monkeypatch):
-    from feed import Feed
+    from support.feed import Feed
 
     from infra.privacy import Keyring
     from service import ingest

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from unittest import mock
 
-from feed import Feed
+from support.feed import Feed
 
 from app.cli import main
 from domain.complaint import Complaint
@@ -90,9 +90,7 @@ def test_an_event_the_read_model_cannot_apply_is_passed_over_on_record(platform)
         assert platform.app.dialect.rows(c, "SELECT COUNT(*) AS n FROM kpi_faults")[0]["n"] == 0
 
 
-def test_every_line_is_counted_once_blank_lines_as_blank(store_url, tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("RECOVERY_DATABASE_URL", store_url)
-    monkeypatch.setenv("RECOVERY_DEAD_LETTER_FILE", str(tmp_path / "dead.jsonl"))
+def test_every_line_is_counted_once_blank_lines_as_blank(store, tmp_path, capsys):
     f = three_complaints()
     f.raw("")
     f.raw("   ")

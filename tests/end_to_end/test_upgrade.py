@@ -12,7 +12,7 @@ from app.platform import Platform
 from projections.history import complaint_history
 from projections.report import build_report
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).parents[1] / "fixtures"
 DROPPED = {"recovered_satisfaction_rate"}  # SPEC 2 §5: 1.0 by definition, so no longer reported
 
 

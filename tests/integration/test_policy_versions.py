@@ -6,8 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-from feed import Feed
+from support.feed import Feed
 
 from app.cli import main
 from app.platform import Platform
@@ -19,13 +18,6 @@ V2_CHANGES = [  # other limits, penalties, quiet hours and holidays
     ('quiet_hours = { start = "22:00", end = "08:00" }', 'quiet_hours = { start = "21:00", end = "08:00" }'),
     ("holidays = []", 'holidays = ["2026-12-25"]'),
 ]
-
-
-@pytest.fixture
-def store(store_url, monkeypatch, tmp_path):
-    monkeypatch.setenv("RECOVERY_DATABASE_URL", store_url)
-    monkeypatch.setenv("RECOVERY_DEAD_LETTER_FILE", str(tmp_path / "dead.jsonl"))
-    return store_url
 
 
 def v2(tmp_path: Path, replay_policy_file: Path) -> Path:

@@ -11,9 +11,9 @@ from dataclasses import replace
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from feed import Feed
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
+from support.feed import Feed
 
 from app.platform import Platform
 from app.table import render_table

@@ -10,11 +10,11 @@ import sys
 import time
 from pathlib import Path
 
-from feed import Feed
+from support.feed import Feed
 
 from app.platform import Platform
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def recovery(url: str, *args: str, **popen: object) -> subprocess.Popen[str]:

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from feed import Feed
+from support.feed import Feed
 
 from app.demo import generate
 from app.platform import Platform

@@ -27,6 +27,14 @@ from projections.runner import catch_up, open_view
 from service.ingest import IngestService, Outcome
 from service.policies import PolicyBook
 
+START_ATTEMPTS = 8  # about 5.6 s of waiting in all
+
+
+def _a_start_up_race(error: Exception) -> bool:
+    if isinstance(error, sqlite3.Error):
+        return isinstance(error, sqlite3.OperationalError) and "locked" in str(error)
+    return True
+
 
 class Platform:
     def __init__(self, url: str | None = None, policy: Policy | None = None, watcher: str = "event",
@@ -42,7 +50,7 @@ class Platform:
         tune_collector()
         cached = settings.cached_complaints
         check_reachable(self.url, read_only=self.read_only)  # StoreUnavailable, PathUnusable
-        for attempt in range(1, 6):
+        for attempt in range(1, START_ATTEMPTS + 1):
             try:
                 self.app = RecoveryApplication(self.url, cache_size=cached, read_only=self.read_only)
                 self.book = PolicyBook(self.app)
@@ -55,16 +63,15 @@ class Platform:
                 self.view: KpiViewMixin = open_view(self.app, self.policy, read_only=self.read_only,
                                                     cached_complaints=cached)
                 break
-            except sqlite3.Error as error:  # eventsourcing lets some through unwrapped
-                self._explain(error)
-                raise
-            except (PersistenceError, psycopg.errors.InternalError) as error:
+            except (sqlite3.Error, PersistenceError, psycopg.errors.InternalError) as error:
                 # Schema creation at start-up can collide with another process: two creators race
                 # in PostgreSQL's catalogue (CREATE ... IF NOT EXISTS is not atomic there: unique
-                # violations, "tuple concurrently updated"), or a CREATE INDEX deadlocks with a
-                # running writer's table lock. The loser tries again; a lasting fault still fails.
+                # violations, "tuple concurrently updated"), a CREATE INDEX deadlocks with a
+                # running writer's table lock, or a new SQLite file is locked by its creator while
+                # we switch it to WAL (eventsourcing lets that through unwrapped). The loser tries
+                # again; a lasting fault still fails.
                 self._explain(error)
-                if attempt == 5:
+                if attempt == START_ATTEMPTS or not _a_start_up_race(error):
                     raise
                 time.sleep(0.2 * attempt)
         self.service = IngestService(self.app, self.policy, watcher=watcher)

@@ -59,7 +59,7 @@ def timeline(lines: list[str], opens: time_of_day = time_of_day(8)) -> Iterator[
     (not JSON, no occurred_at) comes with the one before it."""
     opening: datetime | None = None
     origin: datetime | None = None  # the first event played
-    before: set[Any] = set()  # complaints received before the opening: their later events too
+    before: set[str] = set()  # complaints (and cases) begun before the opening: their later events too
     due = 0.0
     for line in lines:
         try:
@@ -70,9 +70,11 @@ def timeline(lines: list[str], opens: time_of_day = time_of_day(8)) -> Iterator[
         moment = _instant(envelope)
         if moment is not None and opening is None:
             opening = datetime.combine(moment.astimezone(TZ).date(), opens, TZ)
-        complaint = (envelope or {}).get("complaint_id")
-        if opening is None or (moment is not None and moment < opening) or complaint in before:
-            before.add(complaint)
+        stream = (envelope or {}).get("complaint_id") or (envelope or {}).get("case_id")
+        stream = stream if isinstance(stream, str) else None  # a broken line follows the one before it
+        if opening is None or (moment is not None and moment < opening) or (stream is not None and stream in before):
+            if stream is not None:
+                before.add(stream)
             continue
         if moment is not None:
             origin = origin or moment
@@ -80,9 +82,10 @@ def timeline(lines: list[str], opens: time_of_day = time_of_day(8)) -> Iterator[
         yield Arrival(due, line, envelope)
 
 
-def stamped(arrival: Arrival, tag: str, now: datetime) -> tuple[bytes | None, bytes]:
+def stamped(arrival: Arrival, tag: str, now: datetime, cycle: int = 0) -> tuple[bytes | None, bytes]:
     """The key and the line as sent: ids tagged with the run (a new timeline never repeats an earlier
-    one's ids), occurred_at now (kept without an offset where the generator broke it so)."""
+    one's ids, nor the complaint a case is about), a case's round `cycle` years on (a round selects
+    five only once), occurred_at now (kept without an offset where the generator broke it so)."""
     envelope = arrival.envelope
     if envelope is None:
         return None, arrival.line.encode()
@@ -90,6 +93,14 @@ def stamped(arrival: Arrival, tag: str, now: datetime) -> tuple[bytes | None, by
     for field in ("event_id", "complaint_id", "case_id"):
         if isinstance(out.get(field), str):
             out[field] = f"{tag}-{out[field]}"
+    data = out.get("data")
+    if isinstance(data, dict) and "case_id" in out:
+        data = out["data"] = dict(data)
+        if isinstance(data.get("complaint_id"), str):
+            data["complaint_id"] = f"{tag}-{data['complaint_id']}"
+        year, quarter = str(data.get("round", "")).partition("-")[::2]
+        if year.isdigit() and cycle:
+            data["round"] = f"{int(year) + cycle}-{quarter}"
     occurred = out.get("occurred_at")
     if isinstance(occurred, str) and _instant(envelope) is not None:
         complaint = envelope.get("complaint_id")
@@ -145,7 +156,7 @@ def feed(settings: KafkaSettings, speed: float, rate: float, seed: int, complain
                         break
                 # A resent line goes again as it went the first time: a duplicate delivery.
                 message = previous[1] if previous and previous[0] == arrival.line else stamped(
-                    arrival, tag, clock.now())
+                    arrival, tag, clock.now(), cycle)
                 producer.send(settings.topic, key=message[0], value=message[1])
                 previous = (arrival.line, message)
                 pace.sent()

@@ -12,6 +12,7 @@ positions must be those of the broker it reads."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -251,6 +252,11 @@ def _start(run: Run, settings: Settings, kafka_port: int, metrics_port: int, pro
     return 0
 
 
+def _signal(pid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):  # it ended between the check and the signal
+        os.kill(pid, signum)
+
+
 def _stop(run: Run, seconds: float = 30) -> list[str]:
     """Stops the recorded processes, the last started first; returns what it did, one line each."""
     done = []
@@ -258,12 +264,12 @@ def _stop(run: Run, seconds: float = 30) -> list[str]:
         process = run.state["processes"][name]
         if alive(process):
             # PostgreSQL: SIGINT is its fast shutdown. The others finish what they hold on SIGTERM.
-            os.kill(process["pid"], signal.SIGINT if name == "postgres" else signal.SIGTERM)
+            _signal(process["pid"], signal.SIGINT if name == "postgres" else signal.SIGTERM)
             deadline = time.monotonic() + seconds
             while alive(process) and time.monotonic() < deadline:
                 time.sleep(0.1)
             if alive(process):
-                os.kill(process["pid"], signal.SIGKILL)
+                _signal(process["pid"], signal.SIGKILL)
                 done.append(f"killed {name} (pid {process['pid']}): it did not stop within {seconds:.0f} s")
             else:
                 done.append(f"stopped {name} (pid {process['pid']})")

@@ -239,10 +239,8 @@ def parse_envelope(raw: Any, *, not_after: datetime | None = None) -> Envelope:
     model = DATA_MODELS.get(kind)
     if model is None:
         raise InvalidEvent(f"type: unknown event type {_shown(kind)}")
-    stream, other = ("case_id", "complaint_id") if kind in CASE_TYPES else ("complaint_id", "case_id")
-    stream_id = _identifier(raw, stream)
-    if other in raw:
-        raise InvalidEvent(f"{other}: a {kind} event names its stream by {stream} alone")
+    stream = "case_id" if kind in CASE_TYPES else "complaint_id"
+    stream_id = _identifier(raw, stream)  # the type says which stream: the other key is an unknown one
     occurred_at = _timestamp(raw.get("occurred_at"), not_after)
     actor = _validate(Actor, raw.get("actor"), "actor")
     data_raw = raw.get("data", {})

@@ -18,6 +18,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from domain.clock import from_us, to_us
 from domain.events import CASE_SELECTED, CASE_SUBMITTED
 from domain.policy import AUTHOR_KINDS, Policy
+from infra.privacy import Keyring, key_ids
 from infra.sql import Cursor, Dialect
 from infra.store import RecoveryApplication
 
@@ -162,6 +163,7 @@ def case_history(app: RecoveryApplication, policy: Policy, case_id: str,
         case = event.mutate(case)
     assert case is not None
     tz = policy.timezone
+    keys, missing = Keyring(app).readable(key_ids(e.data for e in events))  # a summary sealed with a customer's key
     selected = next((e for e in events if type(e) is CASE_SELECTED), None)
     return {
         "case_id": case.case_id, "as_of": as_of.isoformat() if as_of else None, "timezone": tz.key,
@@ -171,5 +173,5 @@ def case_history(app: RecoveryApplication, policy: Policy, case_id: str,
             "selected_at": selected.occurred_at.astimezone(tz).isoformat() if selected else None,
             "reward": f"{policy.at(selected.occurred_at).case_selected_reward:.2f}" if selected else None,
         },
-        "events": [_entry(e, tz, {}, "") for e in events],
+        "events": [_entry(e, tz, keys, missing) for e in events],
     }

@@ -38,8 +38,9 @@ def _names(line: Any, customer_id: str, complaints: set[str]) -> bool:
     if not isinstance(envelope, dict):
         return False
     data = envelope.get("data")
-    return envelope.get("complaint_id") in complaints or (
-        isinstance(data, dict) and data.get("customer_id") == customer_id)
+    data = data if isinstance(data, dict) else {}
+    about = [envelope.get("complaint_id"), data.get("complaint_id")]  # the second: a case about one
+    return data.get("customer_id") == customer_id or any(isinstance(c, str) and c in complaints for c in about)
 
 
 def redact_dead_letters(path: Path, customer_id: str, complaints: set[str]) -> int:

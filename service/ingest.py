@@ -137,11 +137,28 @@ class _Batch:
             return env
         return replace(env, data=seal_data(env.data, *self.key_for(env, complaint)))
 
+    def about(self, env: Envelope) -> Complaint | None:
+        """The recorded complaint a case event is about (its data.complaint_id), if any: a case's
+        write-up may describe that complaint's customer, so it is sealed with their key."""
+        named = env.data.get("complaint_id") if env.case_id is not None else None
+        return self.complaint(named) if isinstance(named, str) else None
+
+    def sealed_case(self, env: Envelope) -> Envelope:
+        """A case event with its free text sealed like the customer's own words, when it is about
+        a recorded complaint (else as it came: it names nobody we know)."""
+        about = self.about(env)
+        return self.sealed(env, about) if about is not None else env
+
     def sealed_line(self, line: RawLine, env: Envelope | None) -> tuple[str, str | None]:
         """A refused line as it is kept: sealed whole (text and original bytes) when it names a
         customer we hold a key for, "[erased]" when that customer was erased, else as it came."""
         named = env if env is not None else _named(line.text)
-        if named is None or named.case_id is not None:  # a case names no customer
+        if named is not None and named.case_id is not None:  # a case names a customer through its complaint
+            about = self.about(named)
+            if about is None:
+                return line.text, line.original_b64
+            named = replace(named, case_id=None, complaint_id=about.complaint_id)
+        if named is None:
             return line.text, line.original_b64
         complaint = None if named.type == "complaint.received" else self.complaint(named.complaint_id)
         if named.type != "complaint.received" and complaint is None:
@@ -458,7 +475,7 @@ class IngestService:
     def _apply(self, batch: _Batch, env: Envelope, complaint: Complaint | Case | None,
                repeat_of: str | None, due: list[tuple[int, str]]) -> None:
         if env.case_id is not None:
-            batch.cases.apply(env, cast("Case | None", complaint), batch.index)
+            batch.cases.apply(batch.sealed_case(env), cast("Case | None", complaint), batch.index)
             return
         assert not isinstance(complaint, Case)
         batch.index.inbound.append((env.event_id, env.complaint_id))

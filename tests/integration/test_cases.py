@@ -52,13 +52,23 @@ def rewards(r: dict) -> dict[tuple[str, str], tuple[str, int, int]]:
     (case_env("e", "selected", "K" * 129, at(2), {"round": "2027-Q1"}), "case_id"),
     (json.dumps({"event_id": "e", "type": "complaint.repeated", "case_id": "C1", "occurred_at": at(2),
                  "actor": {"id": "a", "role": "r"}, "data": {}}), "complaint_id"),
-    (json.dumps({"event_id": "e", "type": "case.selected", "case_id": "K1", "complaint_id": "C1",
-                 "occurred_at": at(2), "actor": {"id": "a", "role": "r"}, "data": {"round": "2027-Q1"}}),
-     "complaint_id"),
 ])
 def test_a_case_envelope_that_breaks_the_contract_is_invalid_event(line, why):
     with pytest.raises(InvalidEvent, match=why):
         parse_line(line)
+
+
+def test_the_other_streams_key_is_tolerated_and_counted_like_any_key_the_contract_does_not_define():
+    """SPEC §2: the type says which stream an envelope belongs to; a stray key is counted, not refused."""
+    case = parse_line(json.dumps({"event_id": "e", "type": "case.selected", "case_id": "K1", "complaint_id": "C1",
+                                  "occurred_at": at(2), "actor": {"id": "a", "role": "r"},
+                                  "data": {"round": "2027-Q1"}}))
+    assert (case.case_id, case.complaint_id, case.unknown_fields) == ("K1", "", ("case.selected.complaint_id",))
+    complaint = parse_line(json.dumps({"event_id": "e", "type": "complaint.repeated", "complaint_id": "C1",
+                                       "case_id": "K1", "occurred_at": at(2), "actor": {"id": "a", "role": "r"},
+                                       "data": {}}))
+    assert (complaint.complaint_id, complaint.case_id) == ("C1", None)
+    assert complaint.unknown_fields == ("complaint.repeated.case_id",)
 
 
 def test_a_case_envelope_is_read_with_its_case_id_and_its_optional_fields():
@@ -166,7 +176,8 @@ def test_rewards_survive_a_rebuild_and_the_erasure_of_a_customer(store, policy, 
     f = Feed()
     f.received("C1", at(2, "09:00"), customer="cust-A")
     lines = f.lines + [line for s in library() for line in s]
-    lines.insert(1, submitted("AC", at(2, "12:00"), author="a-9", unit="unit-A", complaint_id="C1"))
+    lines.insert(1, submitted("AC", at(2, "12:00"), author="a-9", unit="unit-A", complaint_id="C1",
+                              summary="Mrs A's bill, put right the same day"))
     lines.append(selected("AC", at(25)))
     (tmp_path / "events.jsonl").write_text("\n".join(lines) + "\n")
     assert main(["ingest", str(tmp_path / "events.jsonl")]) == 0
@@ -177,10 +188,19 @@ def test_rewards_survive_a_rebuild_and_the_erasure_of_a_customer(store, policy, 
         r = json.loads(capsys.readouterr().out)
         return {"rewards": r["rewards"], "cases": r["cases"]}
 
+    def summary() -> str:
+        capsys.readouterr()
+        assert main(["history", "AC", "--format", "json"]) == 0
+        return json.loads(capsys.readouterr().out)["events"][0]["data"]["summary"]
+
     before = figures()
     assert rewards(before)[("unit-A", "2026-11")] == ("500.00", 0, 1)  # AC (25 Nov) and A2 (30 Nov)
     assert main(["rebuild"]) == 0 and figures() == before
+    # A case about a recorded complaint keeps its write-up sealed with that customer's key: the
+    # erasure reaches it, and nothing else of the case.
+    assert summary() == "Mrs A's bill, put right the same day"
     assert main(["erase", "cust-A"]) == 0 and figures() == before
+    assert summary() == "[erased]"
     assert main(["rebuild", "--check"]) == 0 and "MATCHES" in capsys.readouterr().out
     capsys.readouterr()
     assert main(["history", "AC", "--format", "json"]) == 0

@@ -78,3 +78,27 @@ def test_the_live_feed_plays_each_complaint_in_order_stamped_no_later_than_it_is
 
     assert stamped(Arrival(0.0, "{this is not json", None), "Lt", start) == (None, b"{this is not json")
     assert 0.05 < sum(late for late in map(uploaded_late, received)) / len(received) < 0.15
+
+
+def test_each_timeline_of_the_live_feed_selects_in_rounds_of_its_own():
+    """A round selects five only once: the next timeline's selections go to rounds a cycle of years
+    on, and a case names the complaint of its own timeline."""
+    from datetime import UTC, datetime
+
+    from app.feeder import Arrival, stamped, timeline
+
+    now = datetime(2026, 12, 1, 9, tzinfo=UTC)
+    selection = {"event_id": "e1", "type": "case.selected", "case_id": "K1", "occurred_at": now.isoformat(),
+                 "actor": {"id": "a", "role": "r"}, "data": {"round": "2026-Q4"}}
+    rounds = [json.loads(stamped(Arrival(0.0, json.dumps(selection), selection), tag, now, cycle)[1])["data"]["round"]
+              for tag, cycle in (("La", 0), ("Lb", 1), ("Lc", 2))]
+    assert rounds == ["2026-Q4", "2027-Q4", "2028-Q4"]
+    submission = {**selection, "type": "case.submitted", "data": {"complaint_id": "C-1", "title": "t"}}
+    key, value = stamped(Arrival(0.0, json.dumps(submission), submission), "Lb", now, 1)
+    assert key == b"Lb-K1" and json.loads(value)["data"]["complaint_id"] == "Lb-C-1"
+
+    night = {**submission, "occurred_at": "2026-11-02T03:00:00+08:00"}  # before the first opening hour
+    day = {**selection, "case_id": "K2", "occurred_at": "2026-11-02T09:00:00+08:00"}
+    broken = "{this is not json"
+    played = [a.line for a in timeline([json.dumps(night), json.dumps(day), broken])]
+    assert played == [json.dumps(day), broken]  # the night's case is passed over, nothing after it

@@ -38,7 +38,9 @@ from infra.chain import GENESIS, event_hash
 from infra.privacy import Keyring, key_id_of
 from infra.store import IndexChanges, RecoveryApplication
 
-COLUMNS = ["position", "recorded_at", "aggregate", "version", "type", "complaint_id", "topic", "hash", "state"]
+# case_id came with SPEC §7: an export of an earlier release lacks it, and imports all the same.
+COLUMNS = ["position", "recorded_at", "aggregate", "version", "type", "complaint_id", "topic", "hash", "state",
+           "case_id"]
 
 
 class ImportRefused(ValueError):
@@ -48,7 +50,7 @@ class ImportRefused(ValueError):
 def export_rows(app: RecoveryApplication, policy: Policy, start: date | None = None,
                 end: date | None = None, batch_size: int = 2000) -> Iterator[dict[str, Any]]:
     """Every recorded event whose recording date (policy time zone) is in [start, end], in log order."""
-    names: dict[str, str] = {}  # aggregate -> complaint id, from its Received event
+    names: dict[str, str] = {}  # aggregate -> complaint (or case) id, from its first event
     position = 1
     while notifications := app.recorder.select_notifications(start=position, limit=batch_size):
         with app.datastore.transaction(commit=False) as c:
@@ -58,8 +60,8 @@ def export_rows(app: RecoveryApplication, policy: Policy, start: date | None = N
         for n in notifications:
             assert isinstance(n.originator_id, UUID)  # the store's aggregates have UUIDs
             event: Any = app.mapper.to_domain_event(n)  # any of the store's events: attributes vary by kind
-            if type(event) is RECEIVED:
-                names[n.originator_id.hex] = event.complaint_id
+            if type(event) in (RECEIVED, CASE_SUBMITTED):
+                names[n.originator_id.hex] = event.complaint_id if type(event) is RECEIVED else event.case_id
             day = event.timestamp.astimezone(policy.timezone).date()
             if (start and day < start) or (end and day > end):
                 continue
@@ -72,6 +74,7 @@ def export_rows(app: RecoveryApplication, policy: Policy, start: date | None = N
                                  else getattr(event, "complaint_id", None)),
                 "topic": n.topic, "hash": hashes.get((n.originator_id.hex, n.originator_version)),
                 "state": bytes(n.state).decode("utf-8"),
+                "case_id": names.get(n.originator_id.hex) if is_case_event(event) else None,
             }
         position = notifications[-1].id + 1
 

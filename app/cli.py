@@ -148,8 +148,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_history(args: argparse.Namespace) -> int:
     from app.platform import Platform
     from app.table import render_history
-    from projections.cases import case_history
-    from projections.history import ComplaintNotRecorded, complaint_history
+    from projections.history import ComplaintNotRecorded, case_history, complaint_history
 
     with Platform(settings=args.settings) as platform:
         platform.catch_up()  # later complaints repeating this one are found through the read model

@@ -76,6 +76,10 @@ class Policy:
         i = bisect_right([since for since, _ in self.versions], moment)
         return self.versions[max(i - 1, 0)][1]
 
+    def local(self, moment: datetime) -> datetime:
+        """`moment` in the time zone of the version in force then: its day and month for reports."""
+        return moment.astimezone(self.at(moment).timezone)
+
     def every_version(self) -> tuple[Policy, ...]:
         """Every version adopted (this policy alone when it carries none): for the widest window."""
         return tuple(p for _, p in self.versions) or (self,)

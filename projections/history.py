@@ -1,5 +1,5 @@
-"""One complaint's history for auditors: every recorded event, and the state derived from those
-recorded up to a moment, by the same rules as the KPI read model (facts.py).
+"""One complaint's (or typical case's) history for auditors: every recorded event, and the state
+derived from those recorded up to a moment, by the same rules as the KPI read model (facts.py).
 
 The state needs the complaints this one is linked to: the one it repeats (a handling fault found
 there costs this repeat's department head) and later ones repeating it (a repeat after closing
@@ -14,9 +14,10 @@ from uuid import UUID
 
 from eventsourcing.domain import DomainEvent
 
+from domain.case import Case, case_uuid
 from domain.clock import from_us
 from domain.complaint import Complaint, complaint_uuid
-from domain.events import RECEIVED, spec_type
+from domain.events import CASE_SELECTED, RECEIVED, spec_type
 from domain.policy import Policy
 from infra.privacy import Keyring, key_ids, unseal, unseal_data
 from infra.store import RecoveryApplication
@@ -153,3 +154,29 @@ def _entry(e: Any, tz: Any, keys: dict[str, bytes], missing: str) -> dict[str, A
         if e.repeat_of:
             entry["repeat_of"] = e.repeat_of
     return entry
+
+
+def case_history(app: RecoveryApplication, policy: Policy, case_id: str,
+                 as_of: datetime | None = None) -> dict[str, Any] | None:
+    """One case's recorded events and state as of a moment, as `history` shows a complaint's; None
+    when no such case was recorded."""
+    events = _recorded(app, case_uuid(case_id), as_of)
+    if not events:
+        return None
+    case: Case | None = None
+    for event in events:
+        case = event.mutate(case)
+    assert case is not None
+    tz = policy.timezone
+    keys, missing = Keyring(app).readable(key_ids(e.data for e in events))  # a summary sealed with a customer's key
+    selected = next((e for e in events if type(e) is CASE_SELECTED), None)
+    return {
+        "case_id": case.case_id, "as_of": as_of.isoformat() if as_of else None, "timezone": tz.key,
+        "state": {
+            "author": case.author, "submitted_at": case.submitted_at.astimezone(tz).isoformat(),
+            "round": case.round,
+            "selected_at": selected.occurred_at.astimezone(tz).isoformat() if selected else None,
+            "reward": f"{policy.at(selected.occurred_at).case_selected_reward:.2f}" if selected else None,
+        },
+        "events": [_entry(e, tz, keys, missing) for e in events],
+    }

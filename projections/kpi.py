@@ -257,7 +257,7 @@ class KpiViewMixin:
         daily: dict[tuple[str, str, str, str], list[int]] = {}
 
         def count(p: Penalty, points: int, sign: int) -> tuple[str, str]:
-            local = from_us(p.at).astimezone(self.policy.at(from_us(p.at)).timezone)
+            local = self.policy.local(from_us(p.at))
             day, month = local.date().isoformat(), local.strftime("%Y-%m")
             for total in (totals.setdefault((month, p.unit, p.reason), [0, 0, 0]),
                           daily.setdefault((day, p.who, p.reason, month), [0, 0, 0])):
@@ -280,7 +280,7 @@ class KpiViewMixin:
             seen.add((p.complaint, p.reason, p.role))
             points = p.points_centi
             if p.reason == "unrecorded":
-                local = from_us(p.at).astimezone(self.policy.at(from_us(p.at)).timezone)
+                local = self.policy.local(from_us(p.at))
                 month = local.strftime("%Y-%m")
                 key = (p.who, month)
                 if key not in used:

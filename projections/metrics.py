@@ -29,12 +29,12 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from domain import clock
-from domain.policy import Policy
+from domain.policy import AUTHOR_KINDS, Policy
+from infra.sql import Cursor, Dialect
 from infra.store import RecoveryApplication
-from projections.cases import case_metrics
 from projections.facts import COUNTERS, HOUR_BUCKETS
 from projections.kpi import KpiViewMixin
-from projections.report import RETENTION_BENCHMARK, UNKNOWN_FIELD, rates, sum_counters
+from projections.report import RETENTION_BENCHMARK, REWARD_REASONS, UNKNOWN_FIELD, quota, rates, sum_counters
 
 RATES = (  # metric name, report field
     ("recovery_repeat_ratio", "repeat_rate", "Repeat complaints / complaints received"),
@@ -98,6 +98,39 @@ def lag_gauges(name: str, not_taken: str, lag: LogLag) -> Iterator[Metric]:
     seconds.add_metric([], lag.seconds)
     yield events
     yield seconds
+
+
+def case_metrics(dialect: Dialect, c: Cursor, policy: Policy, months: dict[str, date]) -> Iterator[Metric]:
+    """Rewards and the quota by month label (current, previous) and reason or author kind: no
+    per-person labels."""
+    label_of = {first.strftime("%Y-%m"): label for label, first in months.items()}
+    paid = {(label, reason): 0 for label in months for reason in REWARD_REASONS}
+    for r in dialect.rows(c, "SELECT month, reason, SUM(amount_fen) AS fen FROM kpi_rewards WHERE month IN (?, ?)"
+                             " GROUP BY month, reason", sorted(label_of)):
+        paid[(label_of[r["month"]], r["reason"])] = int(r["fen"])
+    amount = GaugeMetricFamily("recovery_rewards_cny", "Rewards granted in the month (CNY): case_selected to "
+                               "authors, organisation_award to units (typical-case library)",
+                               labels=["month", "reason"])
+    for (label, reason), fen in paid.items():
+        amount.add_metric([label, reason], yuan(fen))
+    yield amount
+    sums = {(label, kind): [0, 0, 0] for label in months for kind in AUTHOR_KINDS}
+    lo, hi = min(months.values()).isoformat(), max(months.values()).strftime("%Y-%m-31")
+    for row in quota(dialect, c, policy, lo, hi):
+        key = (label_of.get(row["month"], ""), row["kind"])
+        if key in sums:
+            sums[key][0] += row["submitted"]
+            sums[key][1] += row["quota"]
+            sums[key][2] += max(0, row["quota"] - row["submitted"])
+    for i, (name, doc) in enumerate((
+            ("recovery_cases_submitted", "Typical cases submitted in the month"),
+            ("recovery_cases_quota", "Monthly case quota of the authors who submitted in the month"),
+            ("recovery_cases_shortfall", "Cases missing to the quota, summed over authors who submitted "
+                                         "in the month (an author above quota does not make up for another)"))):
+        family = GaugeMetricFamily(name, doc, labels=["month", "kind"])
+        for (label, kind), values in sums.items():
+            family.add_metric([label, kind], values[i])
+        yield family
 
 
 class KpiCollector(Collector):

@@ -11,13 +11,14 @@ from decimal import Decimal
 from typing import Any
 
 from domain import clock
+from domain.clock import from_us
 from domain.envelope import OPINION_STAGES
 from domain.policy import Policy
 from infra.sql import Cursor, Dialect
-from projections.cases import quota, rewards
 from projections.facts import COMPENSATION_KINDS, COUNTERS, DIMENSIONS, HOUR_BUCKETS, OUTCOMES, RESOLUTIONS
 
 PENALTY_REASONS = ("deadline_missed", "service_fault", "repeat_handling_fault", "unrecorded")
+REWARD_REASONS = ("case_selected", "organisation_award")
 COUNT_FIELDS = ("received", "resolved", "closed", "open", "repeat", "upgraded", "on_time", "late",
                 "first_contact_resolved", "satisfied", "satisfaction_answered", *OUTCOMES,
                 "quiet_hours_violations", "important", "deadline_missed", "major_batch", "public_opinion",
@@ -118,18 +119,49 @@ def _penalties(dialect: Dialect, cursor: Cursor, lo: str, hi: str) -> list[dict[
         " HAVING SUM(n) <> 0 ORDER BY who, month",  # a penalty assessed and withdrawn leaves rows of zeros
         (lo, hi),
     )
+    return _per_person(rows, PENALTY_REASONS, ("amount", "points"))
+
+
+def rewards(dialect: Dialect, cursor: Cursor, lo: str, hi: str) -> list[dict[str, Any]]:
+    """Rewards (SPEC §7) whose day is in [lo, hi], in the shape of penalties."""
+    rows = dialect.rows(cursor, "SELECT who, month, reason, COUNT(*) AS n, SUM(amount_fen) AS amount FROM kpi_rewards"
+                                " WHERE day >= ? AND day <= ? GROUP BY who, month, reason ORDER BY who, month, reason",
+                        (lo, hi))
+    return _per_person(rows, REWARD_REASONS, ("amount",))
+
+
+def _per_person(rows: list[dict[str, Any]], reasons: tuple[str, ...], sums: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Rows of (who, month, reason, n, sums in fen) as one entry per person (or unit) and month: how
+    many of each reason, and each sum as money."""
     people: dict[tuple[str, str], dict[str, Any]] = {}
     for r in rows:
         entry = people.setdefault((r["who"], r["month"]), {
-            "who": r["who"], "month": r["month"], "amount": 0, "points": 0,
-            "reasons": dict.fromkeys(PENALTY_REASONS, 0)})
-        entry["amount"] += int(r["amount"])
-        entry["points"] += int(r["points"])
+            "who": r["who"], "month": r["month"], **dict.fromkeys(sums, 0), "reasons": dict.fromkeys(reasons, 0)})
+        for k in sums:
+            entry[k] += int(r[k])
         entry["reasons"][r["reason"]] += int(r["n"])
+    return [{**entry, **{k: money(entry[k]) for k in sums}} for entry in people.values()]
+
+
+def quota(dialect: Dialect, cursor: Cursor, policy: Policy, lo: str, hi: str) -> list[dict[str, Any]]:
+    """Per author and month (of `submitted`) with at least one submission in [lo, hi]: the month's
+    submissions against the quota of the version in force at the month's first instant (SPEC §7).
+    Unit and kind are those of the author's latest submission that month."""
+    rows = dialect.rows(cursor, "SELECT author, unit, kind, day, month, submitted_at, case_id FROM kpi_cases"
+                                " WHERE month >= ? AND month <= ? ORDER BY author, month, submitted_at, case_id",
+                        (lo[:7], hi[:7]))
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault((r["author"], r["month"]), []).append(r)
     out = []
-    for entry in people.values():
-        entry["amount"], entry["points"] = money(entry["amount"]), money(entry["points"])
-        out.append(entry)
+    for (author, month), found in groups.items():
+        if not any(lo <= r["day"] <= hi for r in found):
+            continue
+        latest = found[-1]
+        first = policy.local(from_us(int(latest["submitted_at"]))).replace(day=1, hour=0, minute=0, second=0,
+                                                                          microsecond=0)
+        out.append({"author": author, "unit": latest["unit"], "month": month, "submitted": len(found),
+                    "quota": policy.at(first).monthly_quota.get(latest["kind"], 0), "kind": latest["kind"]})
     return out
 
 

@@ -153,14 +153,12 @@ class _Batch:
         """A refused line as it is kept: sealed whole (text and original bytes) when it names a
         customer we hold a key for, "[erased]" when that customer was erased, else as it came."""
         named = env if env is not None else _named(line.text)
-        if named is not None and named.case_id is not None:  # a case names a customer through its complaint
-            about = self.about(named)
-            if about is None:
-                return line.text, line.original_b64
-            named = replace(named, case_id=None, complaint_id=about.complaint_id)
         if named is None:
             return line.text, line.original_b64
-        complaint = None if named.type == "complaint.received" else self.complaint(named.complaint_id)
+        if named.case_id is not None:  # a case names a customer only through the complaint it is about
+            complaint = self.about(named)
+        else:
+            complaint = None if named.type == "complaint.received" else self.complaint(named.complaint_id)
         if named.type != "complaint.received" and complaint is None:
             return line.text, line.original_b64  # names no complaint we know, so no customer either
         key_id, key = self.key_for(named, complaint)
